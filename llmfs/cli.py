@@ -1,0 +1,68 @@
+"""The `llmfs` command.
+
+Each command only parses its arguments, lazy-imports its stage and calls it, so `llmfs --help` answers without
+importing torch. User mistakes (`LlmfsError`) are printed as one line `error: ...` on stderr with exit code 2;
+`--debug` (or `LLMFS_DEBUG=1`) adds the traceback. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import typer
+
+from llmfs import __version__
+from llmfs.errors import LlmfsError
+
+app = typer.Typer(
+    name="llmfs",
+    help="Build a language model from scratch: tokenize, pretrain, sft, reward, ppo/grpo, generate, chat.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmfs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of user errors too."),
+) -> None:
+    """Build a language model from scratch: tokenize, pretrain, sft, reward, ppo/grpo, generate, chat."""
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    """`--debug` given before the subcommand, or LLMFS_DEBUG=1 in the environment."""
+    if os.environ.get("LLMFS_DEBUG", "") not in ("", "0"):
+        return True
+    for arg in argv:
+        if arg == "--debug":
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `llmfs` command and `python -m llmfs`; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="llmfs")  # standalone mode: usage errors print and exit 2 through SystemExit
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except LlmfsError as e:
+        if _debug_requested(args):
+            traceback.print_exc()
+        message = " ".join(str(e).split("\n"))
+        typer.echo(f"error: {message}", err=True)
+        return e.exit_code
+    return 0

@@ -1,0 +1,187 @@
+"""Device, precision, seeding and process-group setup, resolved once per run and passed in (never global).
+
+`[run]` chooses the device (`auto` = cuda > mps > cpu) and the precision (`auto` = bf16 autocast on CUDA when
+the GPU supports it, fp32 otherwise: CPUs without bf16 hardware run bf16 matmuls far slower than fp32). Under
+`torchrun` the rank, local rank and world size come from the environment; each process takes `cuda:LOCAL_RANK`
+and joins the process group (nccl on CUDA, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import random
+import re
+from typing import Literal
+
+from llmfs.config import invalid, option
+from llmfs.errors import LlmfsError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The `[run]` section shared by every stage."""
+
+    name: str = "run"
+    out_dir: str = "runs"
+    device: str = "auto"  # auto | cpu | mps | cuda | cuda:N
+    precision: Precision = "auto"
+    seed: int = option(1337, ge=0)
+    deterministic: bool = False  # torch.use_deterministic_algorithms; slower, bit-reproducible on one device
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise invalid("device", f"{self.device!r} is not one of 'auto', 'cpu', 'mps', 'cuda', 'cuda:N'")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
+            raise invalid("name", f"{self.name!r} must be letters, digits, '_', '-' or '.' (it names a folder)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistEnv:
+    """The process's place under torchrun (all zeros / one for a plain `python` run)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_env(environ: dict[str, str] | None = None) -> DistEnv:
+    """Read RANK / LOCAL_RANK / WORLD_SIZE as torchrun sets them."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for key, default in (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)):
+        raw = env.get(key)
+        try:
+            values[key] = default if raw in (None, "") else int(raw)
+        except ValueError:
+            raise LlmfsError(f"environment variable {key}={raw!r} is not an integer (set by torchrun)") from None
+    if values["WORLD_SIZE"] < 1 or not 0 <= values["RANK"] < values["WORLD_SIZE"]:
+        raise LlmfsError(f"RANK={values['RANK']} is not in [0, WORLD_SIZE={values['WORLD_SIZE']})")
+    return DistEnv(values["RANK"], values["LOCAL_RANK"], values["WORLD_SIZE"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Everything a stage needs to place tensors and run steps; built by `setup` and passed down."""
+
+    device: "torch.device"  # noqa: F821 - torch is imported lazily
+    precision: str  # resolved: fp32 | bf16 | fp16
+    dist: DistEnv
+    seed: int
+
+    @property
+    def autocast_dtype(self) -> "torch.dtype | None":  # noqa: F821
+        import torch
+
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The forward-pass context: autocast to bf16/fp16, or nothing for fp32."""
+        import torch
+
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def grad_scaler(self) -> "torch.amp.GradScaler | None":  # noqa: F821
+        """A GradScaler for fp16 (whose small range underflows gradients); None otherwise."""
+        import torch
+
+        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+    def generator(self, offset: int = 0) -> "torch.Generator":  # noqa: F821
+        """A fresh generator seeded from the run seed plus `offset` (one per purpose: data, sampling, ...)."""
+        import torch
+
+        g = torch.Generator(device=self.device if self.device.type == "cuda" else "cpu")
+        g.manual_seed(self.seed + offset)
+        return g
+
+    def describe(self) -> str:
+        world = f", {self.dist.world_size} processes" if self.dist.world_size > 1 else ""
+        return f"device {self.device}, precision {self.precision}, seed {self.seed}{world}"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> "torch.device":  # noqa: F821
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise LlmfsError(f"run.device = '{name}' but CUDA is not available here; use 'auto' or 'cpu'")
+        index = int(name.split(":")[1]) if ":" in name else local_rank
+        if index >= torch.cuda.device_count():
+            raise LlmfsError(f"run.device = '{name}' but only {torch.cuda.device_count()} CUDA devices exist")
+        return torch.device("cuda", index)
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LlmfsError("run.device = 'mps' but MPS is not available here; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: "torch.device") -> str:  # noqa: F821
+    import torch
+
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise LlmfsError(f"run.precision = 'fp16' needs CUDA (it runs with a GradScaler), but the device is "
+                         f"{device.type}; use 'fp32' or 'bf16'")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise LlmfsError("run.precision = 'bf16' but this GPU has no bf16 support; use 'fp16' or 'fp32'")
+    return precision
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's `random`, numpy and torch (all devices). Explicit generators are still preferred."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup(cfg: RunConfig, *, device: str | None = None, precision: str | None = None) -> Runtime:
+    """Resolve `[run]` (with optional CLI overrides of device / precision) into a Runtime; join the process
+    group when launched by torchrun."""
+    import torch
+
+    dist = dist_env()
+    dev = resolve_device(device or cfg.device, dist.local_rank)
+    prec = resolve_precision(precision or cfg.precision, dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere+: ~8x fp32 speed, 10-bit mantissa
+        torch.backends.cudnn.allow_tf32 = True
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
+        torch.use_deterministic_algorithms(True)
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend, rank=dist.rank, world_size=dist.world_size,
+                                             device_id=dev if dev.type == "cuda" else None)
+    seed_everything(cfg.seed)
+    return Runtime(device=dev, precision=prec, dist=dist, seed=cfg.seed)
+
+
+def teardown(rt: Runtime) -> None:
+    """Leave the process group (if this run joined one)."""
+    import torch
+
+    if rt.dist.world_size > 1 and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
