@@ -356,3 +356,27 @@ def load_resume_state(ckpt: Checkpoint) -> ResumeState:
     optimizer = unflatten_optimizer_state(tensors, json.loads(meta["llmfs_optimizer"]))
     trainer = json.loads((ckpt.path / TRAINER_FILE).read_text(encoding="utf-8"))
     return ResumeState(optimizer=optimizer, trainer=trainer)
+
+
+def summary(ckpt: Checkpoint) -> dict[str, Any]:
+    """What `llmfs inspect` shows: kind, versions, model config, tensor and parameter counts, lineage, files."""
+    with safe_open(str(ckpt.path / MODEL_FILE), framework="pt") as f:
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+        tied = json.loads((f.metadata() or {}).get("llmfs_tied", "{}"))
+    n_params = sum(int(torch.Size(s).numel()) for s in shapes.values())
+    trainer = (json.loads((ckpt.path / TRAINER_FILE).read_text(encoding="utf-8"))
+               if ckpt.has_resume_state else None)
+    return {
+        "path": str(ckpt.path),
+        "kind": ckpt.kind,
+        "format_version": ckpt.config["format_version"],
+        "llmfs_version": ckpt.config["llmfs_version"],
+        "parameters": n_params,
+        "tensors": len(shapes),
+        "tied": tied,
+        "model": dict(ckpt.model_config),
+        "lineage": dict(ckpt.lineage),
+        "files": dict(ckpt.files),
+        "resume": trainer,
+        "extra": dict(ckpt.extra),
+    }

@@ -40,6 +40,38 @@ def _root(
     """Build a language model from scratch: tokenize, pretrain, sft, reward, ppo/grpo, generate, chat."""
 
 
+@app.command()
+def inspect(
+    checkpoint: str = typer.Argument(..., help="A checkpoint directory, or a run directory (its final/ or latest)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Verify a checkpoint (files, hashes, format, tokenizer) and print what it holds."""
+    import json
+
+    from llmfs import checkpoint as ck
+
+    info = ck.summary(ck.open_checkpoint(checkpoint))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key in ("path", "kind", "format_version", "llmfs_version", "parameters", "tensors"):
+        table.add_row(key, f"{info[key]:,}" if isinstance(info[key], int) and key != "format_version"
+                      else str(info[key]))
+    table.add_row("tied", ", ".join(f"{a} = {b}" for a, b in info["tied"].items()) or "none")
+    table.add_row("model", ", ".join(f"{k}={v}" for k, v in info["model"].items()))
+    parent = info["lineage"]["parent"]
+    table.add_row("parent", "none" if parent is None else f"{parent['path']} (model {parent['model_sha256'][:12]})")
+    table.add_row("resume", "no" if info["resume"] is None else json.dumps(info["resume"]))
+    for name, digest in info["files"].items():
+        table.add_row(name, f"sha256 {digest[:16]}")
+    Console().print(table)
+    typer.echo("checkpoint OK: file set, sha256 of every file, format_version and tokenizer vocab verified")
+
+
 def _debug_requested(argv: list[str]) -> bool:
     """`--debug` given before the subcommand, or LLMFS_DEBUG=1 in the environment."""
     if os.environ.get("LLMFS_DEBUG", "") not in ("", "0"):

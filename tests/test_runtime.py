@@ -1,0 +1,83 @@
+"""Runtime: device / precision resolution, seeding, torchrun environment, a real 2-process gloo group."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from llmfs.errors import LlmfsError
+from llmfs.runtime import DistEnv, RunConfig, dist_env, resolve_device, resolve_precision, setup
+
+
+def test_auto_on_cpu_is_fp32_and_setup_describes_itself(monkeypatch):
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    rt = setup(RunConfig(device="cpu", seed=5))
+    assert rt.device == torch.device("cpu") and rt.precision == "fp32" and rt.autocast_dtype is None
+    assert rt.grad_scaler() is None and rt.dist == DistEnv(0, 0, 1) and rt.dist.is_main
+    assert rt.describe() == "device cpu, precision fp32, seed 5"
+    with rt.autocast():
+        assert torch.get_autocast_dtype("cpu") is not None  # nullcontext: no autocast entered
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_bf16_autocast_on_cpu():
+    rt = setup(RunConfig(device="cpu", precision="bf16"))
+    with rt.autocast():
+        y = torch.nn.functional.linear(torch.randn(2, 4), torch.randn(3, 4))
+    assert y.dtype == torch.bfloat16
+
+
+def test_precision_and_device_errors():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    with pytest.raises(LlmfsError, match="run.precision = 'fp16' needs CUDA"):
+        resolve_precision("fp16", cpu)
+    if not torch.cuda.is_available():
+        with pytest.raises(LlmfsError, match="run.device = 'cuda' but CUDA is not available here"):
+            resolve_device("cuda")
+        assert resolve_device("auto").type in ("cpu", "mps")
+
+
+def test_seeding_and_generators_reproduce():
+    rt = setup(RunConfig(device="cpu", seed=3))
+    a = torch.rand(3)
+    b = torch.rand(3, generator=rt.generator(1))
+    setup(RunConfig(device="cpu", seed=3))
+    torch.testing.assert_close(torch.rand(3), a, rtol=0, atol=0)
+    torch.testing.assert_close(torch.rand(3, generator=rt.generator(1)), b, rtol=0, atol=0)
+    assert not torch.equal(torch.rand(3, generator=rt.generator(2)), b)
+
+
+def test_dist_env_reads_torchrun_variables():
+    assert dist_env({}) == DistEnv(0, 0, 1)
+    assert dist_env({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}) == DistEnv(3, 1, 4)
+    assert not dist_env({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}).is_main
+    with pytest.raises(LlmfsError, match="RANK='x' is not an integer"):
+        dist_env({"RANK": "x"})
+    with pytest.raises(LlmfsError, match=r"RANK=4 is not in \[0, WORLD_SIZE=4\)"):
+        dist_env({"RANK": "4", "WORLD_SIZE": "4"})
+
+
+def test_two_processes_join_a_gloo_group(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import torch, torch.distributed as dist
+        from llmfs.runtime import RunConfig, setup, teardown
+        rt = setup(RunConfig(device="cpu"))
+        t = torch.tensor([float(rt.dist.rank + 1)])
+        dist.all_reduce(t)
+        print(f"rank {rt.dist.rank}/{rt.dist.world_size} sum {t.item():.0f}")
+        teardown(rt)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--standalone", str(script)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "rank 0/2 sum 3" in out.stdout and "rank 1/2 sum 3" in out.stdout
