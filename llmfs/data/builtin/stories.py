@@ -15,11 +15,11 @@ splitting by index would let the grammar produce an identical story on both side
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 from collections.abc import Callable, Iterator
 
 from llmfs.data.builtin import words as W
+from llmfs.data.builtin.split import wanted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,22 +313,15 @@ def story(seed: int, index: int) -> str:
     return s.text()
 
 
-def in_valid(text: str, valid_fraction: float) -> bool:
-    """Split membership by content hash: identical texts always land in the same split."""
-    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-    return h < valid_fraction * 2**64
-
-
 def generate(split: str = "train", seed: int = 0, size: int = 2_000_000, valid_fraction: float = 0.05,
              n: int | None = None) -> Iterator[dict[str, str]]:
     """Records `{"text": story}` of one split until `size` characters (or `n` stories) have been produced."""
-    want_valid = split == "valid"
     produced = chars = 0
     index = 0
     while (produced < n) if n is not None else (chars < size):
         text = story(seed, index)
         index += 1
-        if in_valid(text, valid_fraction) == want_valid:
+        if wanted(text, split, valid_fraction):
             produced += 1
             chars += len(text) + 1
             yield {"text": text}

@@ -1,0 +1,1 @@
+"""Data: sources (built-in, local files, hub datasets), token shards, and stage-specific datasets."""

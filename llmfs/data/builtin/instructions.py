@@ -1,0 +1,200 @@
+"""`builtin:instructions`: chat conversations over tasks with a gold answer, for SFT and exact-match evaluation.
+
+Each record is `{"messages": [{"role", "content"}, ...], "task": KIND, "answer": GOLD}` where GOLD is what the
+final assistant turn must contain: the whole reply for text tasks, the `Answer: N` value for word problems
+(`exact_match` in `llmfs/align/rewards.py` reads both). Task kinds:
+
+- `story_qa`: a short story in the prompt and a question about it (who / where / what)
+- `word_problem`: arithmetic word problems, worked in one line, ending `Answer: N`
+- `arithmetic`: the prompts of `builtin:arithmetic` (levels 1-3), worked the same way
+- `list_reverse`, `list_sort`, `list_count`, `list_longest`: small list tasks
+- `format_upper`, `format_bullets`, `format_json`: formatting tasks
+- `greeting`: greetings answered politely
+- `refusal`: requests nobody can answer (the future, private thoughts) refused with a reason
+
+About a quarter of the conversations have a system prompt and about a fifth are multi-turn (a greeting first,
+or a follow-up task on the same list). Every gold answer is computed from the task's data, never typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+
+from llmfs.data.builtin import arithmetic as A
+from llmfs.data.builtin import words as W
+from llmfs.data.builtin.split import wanted
+
+SYSTEM_PROMPTS = ("You are a helpful assistant.", "You are a kind and careful assistant. Answer briefly.",
+                  "You are llmfs, a small helpful model. Keep answers short.")
+
+
+def _name(rng: random.Random) -> tuple[str, str]:
+    return (rng.choice(W.GIRLS), "she") if rng.random() < 0.5 else (rng.choice(W.BOYS), "he")
+
+
+def story_qa(rng: random.Random) -> tuple[str, str, str]:
+    hero, he = _name(rng)
+    friend, _ = _name(rng)
+    while friend == hero:
+        friend, _ = _name(rng)
+    place, hiding, _ = rng.choice(W.PLACES)
+    obj, adj = rng.choice(W.OBJECTS)
+    food = rng.choice(W.FOODS)
+    story = (f"{hero} went to {place} with {friend}. {he.capitalize()} found a {adj} {obj} {hiding}. "
+             f"Then they ate {food} and went home happy.")
+    question, answer = rng.choice(((f"Who went to {place} with {hero}?", friend),
+                                   (f"Where did {hero} go?", place),
+                                   (f"What did {hero} find?", f"a {adj} {obj}"),
+                                   (f"What did {hero} and {friend} eat?", food)))
+    prompt = rng.choice(("Read the story and answer the question.\n\n{s}\n\nQuestion: {q}",
+                         "{s}\n\n{q}", "Here is a short story:\n{s}\n{q} Answer in a few words."))
+    return prompt.format(s=story, q=question), answer[0].upper() + answer[1:] + ".", answer
+
+
+def word_problem(rng: random.Random) -> tuple[str, str, str]:
+    name, he = _name(rng)
+    thing = rng.choice(("apples", "marbles", "stickers", "books", "shells", "cookies", "pencils", "stamps"))
+    kind = rng.choice(("add", "sub", "mul", "two_step"))
+    a, b = rng.randint(2, 30), rng.randint(2, 20)
+    if kind == "add":
+        q = f"{name} has {a} {thing}. {he.capitalize()} gets {b} more. How many {thing} does {he} have now?"
+        work, value = f"{a} + {b} = {a + b}", a + b
+    elif kind == "sub":
+        a, b = max(a, b), min(a, b)
+        q = f"{name} had {a} {thing} and gave {b} away. How many {thing} are left?"
+        work, value = f"{a} - {b} = {a - b}", a - b
+    elif kind == "mul":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        q = f"{name} has {a} boxes with {b} {thing} in each box. How many {thing} is that in total?"
+        work, value = f"{a} * {b} = {a * b}", a * b
+    else:
+        c = rng.randint(1, a + b)
+        q = f"{name} has {a} {thing}, finds {b} more, then loses {c}. How many {thing} does {he} have?"
+        work, value = f"{a} + {b} - {c} = {a + b - c}", a + b - c
+    return q, f"{work}\nAnswer: {value}", str(value)
+
+
+def arithmetic(rng: random.Random) -> tuple[str, str, str]:
+    expr, value = A.expression(rng, A.LEVELS[rng.randint(1, 3)])
+    return rng.choice(A.PROMPTS).format(expr=expr), f"{expr} = {value}\nAnswer: {value}", str(value)
+
+
+def _items(rng: random.Random) -> list[str]:
+    return rng.sample(W.LIST_WORDS, rng.randint(3, 6))
+
+
+def list_reverse(rng: random.Random, items: list[str] | None = None) -> tuple[str, str, str]:
+    items = items or _items(rng)
+    answer = ", ".join(reversed(items))
+    return f"Reverse this list: {', '.join(items)}", answer, answer
+
+
+def list_sort(rng: random.Random, items: list[str] | None = None) -> tuple[str, str, str]:
+    items = items or _items(rng)
+    answer = ", ".join(sorted(items))
+    return f"Sort these words alphabetically: {', '.join(items)}", answer, answer
+
+
+def list_count(rng: random.Random, items: list[str] | None = None) -> tuple[str, str, str]:
+    items = items or _items(rng)
+    return f"How many items are in this list? {', '.join(items)}", str(len(items)), str(len(items))
+
+
+def list_longest(rng: random.Random, items: list[str] | None = None) -> tuple[str, str, str]:
+    items = items or _items(rng)
+    longest = max(items, key=lambda w: (len(w), -items.index(w)))  # ties: the first one in the list
+    return (f"Which word is the longest? {', '.join(items)} (if two are equally long, pick the first)",
+            longest, longest)
+
+
+def format_upper(rng: random.Random) -> tuple[str, str, str]:
+    name, _ = _name(rng)
+    sentence = f"{name} likes {rng.choice(W.FOODS)} and {rng.choice(W.GAMES)}"
+    return f"Write this in capital letters: {sentence}", sentence.upper(), sentence.upper()
+
+
+def format_bullets(rng: random.Random) -> tuple[str, str, str]:
+    items = _items(rng)
+    answer = "\n".join(f"- {w}" for w in items)
+    return f"Make a bulleted list of: {', '.join(items)}", answer, answer
+
+
+def format_json(rng: random.Random) -> tuple[str, str, str]:
+    name, _ = _name(rng)
+    age, color = rng.randint(3, 12), rng.choice(W.COLORS)
+    answer = json.dumps({"name": name, "age": age, "color": color})
+    return (f"Give a JSON object with keys name, age and color for {name}, who is {age} and likes {color}.",
+            answer, answer)
+
+
+GREETINGS = (("Hello!", "Hello! How can I help you today?"), ("Hi there.", "Hi! What can I do for you?"),
+             ("Good morning!", "Good morning! How can I help?"), ("Hey, how are you?",
+                                                                 "I am doing well, thank you. How can I help you?"),
+             ("Thank you!", "You are welcome!"), ("Goodbye!", "Goodbye! Have a nice day."))
+
+
+def greeting(rng: random.Random) -> tuple[str, str, str]:
+    text, reply = rng.choice(GREETINGS)
+    return text, reply, reply
+
+
+IMPOSSIBLE = (("What number am I thinking of right now?", "I cannot know what you are thinking."),
+              ("What will I eat for dinner next Tuesday?", "I cannot know the future."),
+              ("Tell me the winning lottery numbers for tomorrow.", "I cannot know the future."),
+              ("What is the name of my best friend?", "I cannot know that about you."),
+              ("What color is the shirt I am wearing?", "I cannot see you, so I cannot know that."),
+              ("What will the weather be on my birthday in ten years?", "I cannot know the future."))
+
+
+def refusal(rng: random.Random) -> tuple[str, str, str]:
+    text, reason = rng.choice(IMPOSSIBLE)
+    reply = f"Sorry, I can't answer that. {reason}"
+    return text, reply, reply
+
+
+TASKS: dict[str, Callable[[random.Random], tuple[str, str, str]]] = {
+    "story_qa": story_qa, "word_problem": word_problem, "arithmetic": arithmetic, "list_reverse": list_reverse, "list_sort": list_sort,
+    "list_count": list_count, "list_longest": list_longest, "format_upper": format_upper,
+    "format_bullets": format_bullets, "format_json": format_json, "greeting": greeting, "refusal": refusal}
+WEIGHTS = {"story_qa": 3, "word_problem": 2, "arithmetic": 2, "list_reverse": 1, "list_sort": 1, "list_count": 1,
+           "list_longest": 1, "format_upper": 1, "format_bullets": 1, "format_json": 1, "greeting": 1,
+           "refusal": 1}
+LIST_TASKS = ("list_reverse", "list_sort", "list_count", "list_longest")
+
+
+def conversation(rng: random.Random) -> dict:
+    """One record: messages, task kind and the gold answer of the final assistant turn."""
+    kind = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
+    messages = []
+    if rng.random() < 0.25:
+        messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
+    roll = rng.random()
+    if roll < 0.1 and kind != "greeting":
+        text, reply, _ = greeting(rng)
+        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+    if roll > 0.9 and kind in LIST_TASKS:  # a follow-up on the same list: the second turn is the graded one
+        items = _items(rng)
+        first, second = rng.sample(LIST_TASKS, 2)
+        prompt, reply, _ = TASKS[first](rng, items)
+        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+        prompt, reply, answer = TASKS[second](rng, items)
+        kind = second
+    else:
+        prompt, reply, answer = TASKS[kind](rng)
+    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+    return {"messages": messages, "task": kind, "answer": answer}
+
+
+def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1) -> Iterator[dict]:
+    """`n` conversations of one split; membership by the hash of the conversation's user turns."""
+    rng = random.Random(f"instructions/{seed}")
+    produced = 0
+    while produced < n:
+        record = conversation(rng)
+        key = "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
+        if not wanted(key, split, valid_fraction):
+            continue
+        produced += 1
+        yield record

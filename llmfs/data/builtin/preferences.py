@@ -1,0 +1,120 @@
+"""`builtin:preferences`: `prompt`, `chosen`, `rejected` triples whose rejected reply has a labelled defect.
+
+Built on `builtin:instructions`: `prompt` is the conversation up to the graded user turn (a list of messages),
+`chosen` is the gold reply, and `rejected` is the gold reply damaged in one way, named in `defect`:
+
+- `wrong_answer`: a different number, a shuffled list, another name from the story
+- `off_topic`: the gold reply of an unrelated task
+- `rude`: the right content wrapped in contempt
+- `truncated`: cut off in the middle
+- `repetitive`: the reply looping on itself
+- `ignores_format`: the right content in the wrong format (lowercase for capitals, commas for bullets,
+  no `Answer:` line)
+
+Only defects that make sense for the task are drawn (a two-word reply cannot be truncated meaningfully), so a
+reward model's accuracy per defect kind measures what it claims.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+from llmfs.data.builtin import instructions as I
+from llmfs.data.builtin import words as W
+from llmfs.data.builtin.split import wanted
+
+DEFECTS = ("wrong_answer", "off_topic", "rude", "truncated", "repetitive", "ignores_format")
+RUDE = ("Ugh, obviously: {r} Stop wasting my time.", "That is a silly question. Fine: {r}",
+        "{r} Even a child knows that.", "Whatever. {r} Don't ask me again.")
+
+
+def wrong_answer(rng: random.Random, record: dict, reply: str) -> str | None:
+    task, answer = record["task"], record["answer"]
+    if task in ("word_problem", "arithmetic"):
+        wrong = int(answer) + rng.choice((-3, -2, -1, 1, 2, 3, 10))
+        return reply.replace(f"= {answer}", f"= {wrong}").replace(f"Answer: {answer}", f"Answer: {wrong}")
+    if task in ("list_reverse", "list_sort"):
+        items = answer.split(", ")
+        shuffled = items[:]
+        while shuffled == items:
+            rng.shuffle(shuffled)
+        return ", ".join(shuffled)
+    if task == "list_count":
+        return str(int(answer) + rng.choice((-1, 1, 2)))
+    if task == "list_longest":
+        words = record["messages"][-2]["content"].split("? ", 1)[1].split(" (")[0].split(", ")
+        others = [w for w in words if w != answer]
+        return rng.choice(others) if others else None
+    if task == "story_qa":
+        pool = {"Who": W.GIRLS + W.BOYS, "Where": tuple(p for p, _, _ in W.PLACES),
+                "What did": tuple(f"a {a} {o}" for o, a in W.OBJECTS)}
+        question = record["messages"][-2]["content"]
+        for start, options in pool.items():
+            if start in question:
+                wrong = rng.choice([o for o in options if o != answer])
+                return wrong[0].upper() + wrong[1:] + "."
+    return None
+
+
+def off_topic(rng: random.Random, record: dict, reply: str) -> str | None:
+    other = record["task"]
+    while other == record["task"]:
+        other = rng.choice(list(I.TASKS))
+    return I.TASKS[other](rng)[1]
+
+
+def rude(rng: random.Random, record: dict, reply: str) -> str | None:
+    return rng.choice(RUDE).format(r=reply)
+
+
+def truncated(rng: random.Random, record: dict, reply: str) -> str | None:
+    if len(reply) < 12:
+        return None
+    return reply[: rng.randint(len(reply) // 4, len(reply) // 2)].rstrip()
+
+
+def repetitive(rng: random.Random, record: dict, reply: str) -> str | None:
+    first = reply.splitlines()[0]
+    return " ".join([first] * rng.randint(3, 6))
+
+
+def ignores_format(rng: random.Random, record: dict, reply: str) -> str | None:
+    task = record["task"]
+    if task == "format_upper":
+        return reply.lower()
+    if task == "format_bullets":
+        return ", ".join(line[2:] for line in reply.splitlines())
+    if task == "format_json":
+        import json
+
+        obj = json.loads(reply)
+        return f"name is {obj['name']}, age is {obj['age']}, color is {obj['color']}"
+    if task in ("word_problem", "arithmetic"):
+        return reply.splitlines()[0]  # the working without the `Answer:` line
+    return None
+
+
+DAMAGE: dict[str, Callable[[random.Random, dict, str], str | None]] = {
+    "wrong_answer": wrong_answer, "off_topic": off_topic, "rude": rude, "truncated": truncated,
+    "repetitive": repetitive, "ignores_format": ignores_format}
+
+
+def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1) -> Iterator[dict]:
+    """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task"}` of one split."""
+    rng = random.Random(f"preferences/{seed}")
+    conversations = I.generate(split=split, seed=seed, n=10**12, valid_fraction=valid_fraction)
+    produced = 0
+    for record in conversations:
+        if produced >= n:
+            return
+        chosen = record["messages"][-1]["content"]
+        for defect in rng.sample(DEFECTS, len(DEFECTS)):
+            rejected = DAMAGE[defect](rng, record, chosen)
+            if rejected is not None and rejected != chosen:
+                break
+        else:
+            continue
+        yield {"prompt": record["messages"][:-1], "chosen": chosen, "rejected": rejected, "defect": defect,
+               "task": record["task"]}
+        produced += 1
