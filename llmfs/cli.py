@@ -72,6 +72,32 @@ def inspect(
     typer.echo("checkpoint OK: file set, sha256 of every file, format_version and tokenizer vocab verified")
 
 
+data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("stats")
+def data_stats(
+    source: str = typer.Argument(..., help="A data source, e.g. builtin:stories?size=2000000."),
+    split: str = typer.Option("train", help="train or valid."),
+    seed: int = typer.Option(0, help="Seed of a built-in source."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Size, vocabulary, sentence lengths and duplicate rates of a corpus."""
+    import json
+
+    from llmfs.data.builtin import iter_builtin
+    from llmfs.data.stats import corpus_stats
+
+    info = {"source": source, "split": split, **corpus_stats(iter_builtin(source, split=split, seed=seed))}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    width = max(map(len, info))
+    for key, value in info.items():
+        typer.echo(f"{key:<{width}}  {value:,}" if isinstance(value, int) else f"{key:<{width}}  {value}")
+
+
 def _debug_requested(argv: list[str]) -> bool:
     """`--debug` given before the subcommand, or LLMFS_DEBUG=1 in the environment."""
     if os.environ.get("LLMFS_DEBUG", "") not in ("", "0"):
