@@ -1,0 +1,1 @@
+"""Training: optimizer, schedules, the shared step pieces, and the pretrain / sft stages."""
