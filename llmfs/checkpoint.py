@@ -91,7 +91,7 @@ def _atomic_directory(final: Path) -> Iterator[Path]:
         raise
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
@@ -115,13 +115,14 @@ def _dedupe_tied(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
 
 
 def flatten_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A `torch.optim.Optimizer.state_dict()` as (tensors, JSON metadata), for safetensors without pickle."""
+    """An optimizer state dict as (tensors, JSON metadata), for safetensors without pickle. Parameter keys may
+    be torch's integer ids or parameter names (`get_optimizer_state_dict`); tensors are named `state/KEY/NAME`."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for pid, entry in state["state"].items():
         for name, value in entry.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{name}"] = value.detach().to("cpu").contiguous()
+                tensors[f"state/{pid}/{name}"] = value.detach().to("cpu").contiguous()
             else:
                 scalars.setdefault(str(pid), {})[name] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
@@ -129,12 +130,15 @@ def flatten_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, torch.T
 
 def unflatten_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of `flatten_optimizer_state`: a dict `Optimizer.load_state_dict` accepts."""
-    state: dict[int, dict[str, Any]] = {}
+    def param_key(k: str) -> int | str:
+        return int(k) if k.isdigit() else k
+
+    state: dict[int | str, dict[str, Any]] = {}
     for key, value in tensors.items():
-        _, pid, name = key.split(".", 2)
-        state.setdefault(int(pid), {})[name] = value
+        _, pid, name = key.split("/", 2)
+        state.setdefault(param_key(pid), {})[name] = value
     for pid, entries in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(entries)
+        state.setdefault(param_key(pid), {}).update(entries)
     return {"state": state, "param_groups": [dict(g) for g in meta["param_groups"]]}
 
 
@@ -195,7 +199,7 @@ def save_step(run_dir: str | Path, step: int, *, keep_last: int, **kwargs: Any) 
     """Save `run_dir/step-NNNNNN/`, point `run_dir/latest` at it, then delete all but the newest `keep_last`."""
     run_dir = Path(run_dir)
     path = save(run_dir / f"step-{step:06d}", **kwargs)
-    _write_text_atomic(run_dir / "latest", path.name + "\n")
+    write_text_atomic(run_dir / "latest", path.name + "\n")
     steps = sorted((int(m.group(1)), p) for p in run_dir.iterdir()
                    if p.is_dir() and (m := STEP_DIR.fullmatch(p.name)))
     for _, old in steps[:-keep_last] if keep_last > 0 else []:
@@ -319,6 +323,12 @@ def _tied_names(module: torch.nn.Module) -> dict[str, str]:
 
 def load_weights(ckpt: Checkpoint, module: torch.nn.Module) -> None:
     """Load `model.safetensors` into `module` (built from `ckpt.model_config`) after checking it exactly."""
+    module.load_state_dict(read_weights(ckpt, module), strict=True)
+
+
+def read_weights(ckpt: Checkpoint, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The checked state dict of `model.safetensors` for `module` (tied aliases filled in), not yet loaded;
+    `module` only supplies the expected names, shapes, dtypes and ties."""
     path = ckpt.path / MODEL_FILE
     stored, meta = _read_safetensors(path)
     tied = json.loads(meta.get("llmfs_tied", "{}"))
@@ -342,7 +352,7 @@ def load_weights(ckpt: Checkpoint, module: torch.nn.Module) -> None:
                                   "it diverged: use an earlier checkpoint")
     full = dict(stored)
     full.update({alias: stored[source] for alias, source in tied.items()})
-    module.load_state_dict(full, strict=True)
+    return full
 
 
 def load_resume_state(ckpt: Checkpoint) -> ResumeState:

@@ -1,0 +1,1 @@
+"""`llmfs bench`: speed and memory measured against a baseline in the same run."""

@@ -1,0 +1,33 @@
+"""The machine's matmul peak, measured on the spot: the denominator of MFU (model FLOPs utilisation).
+
+A datasheet peak says what the chip could do; a measured square-matmul rate says what this process can get
+from it now (thermal state, clocks, a shared CPU). MFU against the measured peak is what a training loop can
+still win by better kernels; llmfs bench also shows the datasheet figure where it knows the GPU.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def measure_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, *, size: int | None = None,
+                         seconds: float = 0.5) -> float:
+    """FLOP/s of repeated (n x n) @ (n x n) matmuls (2 n^3 FLOPs each) for about `seconds`."""
+    n = size or (4096 if device.type == "cuda" else 512)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(2):  # warm up kernels and caches
+        a @ b
+    sync()
+    iters, t0 = 0, time.perf_counter()
+    while True:
+        a @ b
+        iters += 1
+        if iters % 4 == 0:
+            sync()
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                return 2 * n**3 * iters / elapsed

@@ -1,0 +1,1 @@
+"""Inference: sampling filters, batched generation over the KV cache, the chat loop."""

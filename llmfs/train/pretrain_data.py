@@ -1,0 +1,166 @@
+"""Pretraining data: the tokenizer (given, or trained on the fly) and token shards per source, cached.
+
+    RUN/tokenizer/                     tokenizer.json (+ vocab.json, merges.txt), trained here when
+                                       `[tokenizer] path` is empty, on the first `train_chars` characters of
+                                       the training sources
+    RUN/data/NN-<slug>/train/          token shards (index.json + .bin) of source NN's training documents
+    RUN/data/NN-<slug>/valid/          and of its validation documents
+
+A built-in source gives its own `split = "valid"`; any other source (files, hub datasets) holds out documents
+whose content hash falls in the lowest `data.valid_fraction` (`llmfs/data/builtin/split.py`), so the same
+document can never be on both sides. Shards are reused when their index names the same tokenizer (sha256)
+and source spec; otherwise they are rebuilt. Only rank 0 prepares; the other ranks wait and read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from llmfs.config import invalid, option
+from llmfs.data.builtin.split import wanted
+from llmfs.data.shards import INDEX_FILE, TokenShards
+from llmfs.errors import DataError
+
+SOURCE_FILE = "source.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """The pretraining `[tokenizer]` section: use a trained tokenizer, or train one on the data first."""
+
+    path: str = ""  # a directory written by `llmfs tokenize train-bpe`; "" = train one into RUN/tokenizer
+    kind: Literal["bpe", "byte"] = "bpe"  # when training: a BPE, or the 256-byte tokenizer (nothing to train)
+    vocab_size: int = option(4096, ge=257, doc="BPE size when training one: 256 bytes + merges + specials")
+    pattern: Literal["gpt2", "gpt4"] = "gpt4"
+    train_chars: int = option(5_000_000, gt=0, doc="characters of training data the BPE is trained on")
+
+    def validate(self) -> None:
+        if self.path and self.kind == "byte":
+            raise invalid("kind", "a byte tokenizer is not loaded from a path; leave path empty")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The pretraining `[data]` section."""
+
+    sources: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"builtin:stories?size=4000000": 1.0})  # spec -> mixture weight
+    valid_fraction: float = option(0.01, gt=0, lt=1, doc="held-out documents of non-builtin sources")
+    seq_len: int = option(256, ge=8, doc="tokens per training window")
+    batch_size: int = option(32, ge=1, doc="windows per optimizer step, across processes and micro-batches")
+    micro_batch_size: int = option(0, ge=0, doc="windows per forward per process; 0 = no accumulation")
+    eval_windows: int = option(64, ge=1, doc="validation windows scored at each evaluation")
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise invalid("sources", "needs at least one source, e.g. {\"builtin:stories\" = 1.0}")
+        for spec, weight in self.sources.items():
+            if weight <= 0:
+                raise invalid(f"sources.{spec}", f"weight must be > 0, got {weight}")
+
+
+def _documents(spec: str, split: str, valid_fraction: float) -> Iterator[str]:
+    from llmfs.data.builtin import iter_builtin
+    from llmfs.data.sources import iter_documents
+
+    if spec.startswith("builtin:"):
+        for record in iter_builtin(spec, split=split):
+            yield record["text"] if "text" in record else _builtin_text(spec, record)
+        return
+    for doc in iter_documents([spec]):
+        if wanted(doc, split, valid_fraction):
+            yield doc
+
+
+def _builtin_text(spec: str, record: dict) -> str:
+    raise DataError(f"{spec}: has no 'text' field to pretrain on (it holds {', '.join(record)}); "
+                    "pretrain on builtin:stories or text files")
+
+
+def _slug(i: int, spec: str) -> str:
+    return f"{i:02d}-" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", spec).strip("_")[:40] or "source")
+
+
+def prepare_tokenizer(cfg: TokenizerConfig, data: DataConfig, run_dir: Path, quiet: bool):
+    """Load the recipe's tokenizer, or train one into RUN/tokenizer (reused when already there)."""
+    from llmfs.tokenizer import ByteTokenizer, load, save, train_bpe
+
+    if cfg.path:
+        return load(cfg.path), Path(cfg.path)
+    out = run_dir / "tokenizer"
+    if (out / "tokenizer.json").is_file():
+        return load(out), out
+    if cfg.kind == "byte":
+        tok = ByteTokenizer()
+    else:
+        def sample() -> Iterator[str]:
+            budget = cfg.train_chars
+            for spec in data.sources:
+                share = budget // len(data.sources)
+                for doc in _documents(spec, "train", data.valid_fraction):
+                    yield doc[:share]
+                    share -= len(doc)
+                    if share <= 0:
+                        break
+
+        tok = train_bpe(sample(), cfg.vocab_size, pattern=cfg.pattern, quiet=quiet)
+    tmp = out.with_name("tokenizer.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(tok, tmp)
+    tmp.rename(out)
+    return load(out), out
+
+
+def prepare_shards(data: DataConfig, tokenizer, tokenizer_sha: str, run_dir: Path,
+                   quiet: bool) -> tuple[list[TokenShards], list[TokenShards]]:
+    """(train shards, valid shards), one per source, encoded once and cached under RUN/data."""
+    from llmfs.tokenizer.shard_writer import ShardWriter
+
+    train, valid = [], []
+    for i, spec in enumerate(data.sources):
+        base = run_dir / "data" / _slug(i, spec)
+        for split, out in (("train", train), ("valid", valid)):
+            d = base / split
+            if _cached(d, spec, tokenizer_sha):
+                out.append(TokenShards(d))
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            d.parent.mkdir(parents=True, exist_ok=True)
+            docs = _documents(spec, split, data.valid_fraction)
+            with ShardWriter(d, vocab_size=tokenizer.vocab_size, eot_id=tokenizer.eot_id,
+                             tokenizer_sha256=tokenizer_sha, shard_tokens=100_000_000) as w:
+                batch: list[str] = []
+                for doc in docs:
+                    batch.append(doc)
+                    if len(batch) == 256:
+                        _write(w, tokenizer, batch)
+                        batch = []
+                _write(w, tokenizer, batch)
+            (d / SOURCE_FILE).write_text(json.dumps({"spec": spec, "split": split}), encoding="utf-8")
+            shards = TokenShards(d)
+            if shards.num_tokens == 0:
+                raise DataError(f"{spec}: the {split} split holds no documents; add data or raise "
+                                "data.valid_fraction")
+            out.append(shards)
+    return train, valid
+
+
+def _write(writer, tokenizer, docs: list[str]) -> None:
+    for ids in tokenizer.encode_batch(docs):
+        writer.write(ids)
+        writer.end_document()
+
+
+def _cached(d: Path, spec: str, tokenizer_sha: str) -> bool:
+    try:
+        index = json.loads((d / INDEX_FILE).read_text(encoding="utf-8"))
+        source = json.loads((d / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return index.get("tokenizer_sha256") == tokenizer_sha and source.get("spec") == spec
