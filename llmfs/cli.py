@@ -41,6 +41,27 @@ def _root(
 
 
 @app.command()
+def pretrain(
+    recipe: str = typer.Argument(..., help="A pretraining recipe, e.g. recipes/small.toml."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=1e-3 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Require a checkpoint in the run directory to resume from."),
+    force: bool = typer.Option(False, "--force", help="Continue a run even though its recipe changed."),
+    device: str = typer.Option(None, "--device", help="Override run.device: auto, cpu, mps, cuda, cuda:N."),
+    precision: str = typer.Option(None, "--precision", help="Override run.precision: auto, fp32, bf16, fp16."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (metrics.jsonl is still written)."),
+) -> None:
+    """Pretrain a model on raw text (resumes automatically when the run directory has a checkpoint)."""
+    from llmfs.config import load_recipe
+    from llmfs.train.pretrain import PretrainRecipe, run
+
+    if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise LlmfsError(f"--precision {precision}: use auto, fp32, bf16 or fp16")
+    path = run(load_recipe(recipe, PretrainRecipe, overrides), resume=resume, force=force, device=device,
+               precision=precision, quiet=quiet)
+    typer.echo(f"checkpoint: {path}")
+
+
+@app.command()
 def inspect(
     checkpoint: str = typer.Argument(..., help="A checkpoint directory, or a run directory (its final/ or latest)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -13,9 +13,14 @@ import torch
 
 
 def measure_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, *, size: int | None = None,
-                         seconds: float = 0.5) -> float:
-    """FLOP/s of repeated (n x n) @ (n x n) matmuls (2 n^3 FLOPs each) for about `seconds`."""
-    n = size or (4096 if device.type == "cuda" else 512)
+                         seconds: float = 0.5, trials: int = 3) -> float:
+    """FLOP/s of repeated (n x n) @ (n x n) matmuls (2 n^3 FLOPs each): the best of `trials` runs of about
+    `seconds / trials` each (the best, because a peak is what the machine can do when nothing interferes)."""
+    return max(_matmul_rate(device, dtype, size, seconds / trials) for _ in range(trials))
+
+
+def _matmul_rate(device: torch.device, dtype: torch.dtype, size: int | None, seconds: float) -> float:
+    n = size or (4096 if device.type == "cuda" else 1024)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

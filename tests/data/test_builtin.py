@@ -47,8 +47,9 @@ def test_train_and_valid_share_no_example(spec):
 
 def test_stories_size_and_shape():
     texts = [r["text"] for r in records("builtin:stories?size=50000")]
-    total = sum(len(t) + 1 for t in texts)
-    assert 50000 <= total < 50000 + 2000
+    valid = [r["text"] for r in records("builtin:stories?size=50000", split="valid")]
+    total = sum(len(t) + 1 for t in texts + valid)  # size covers both splits; valid is ~5% of it
+    assert 50000 <= total < 50000 + 2000 and 0 < len(valid) < len(texts) / 5
     assert len(records("builtin:stories?n=7")) == 7
     for t in texts[:50]:
         sentences = re.split(r"(?<=[.!?])\s+", t)

@@ -315,13 +315,16 @@ def story(seed: int, index: int) -> str:
 
 def generate(split: str = "train", seed: int = 0, size: int = 2_000_000, valid_fraction: float = 0.05,
              n: int | None = None) -> Iterator[dict[str, str]]:
-    """Records `{"text": story}` of one split until `size` characters (or `n` stories) have been produced."""
-    produced = chars = 0
-    index = 0
+    """Records `{"text": story}` of one split.
+
+    `size` is the size of the whole corpus in characters, both splits together, so the validation split is
+    about `valid_fraction` of it; `n`, when given, is instead the number of stories of the requested split.
+    """
+    produced = chars = index = 0
     while (produced < n) if n is not None else (chars < size):
         text = story(seed, index)
         index += 1
+        chars += len(text) + 1
         if wanted(text, split, valid_fraction):
             produced += 1
-            chars += len(text) + 1
             yield {"text": text}
