@@ -85,7 +85,8 @@ def test_loss_drops_and_final_checkpoint_is_complete(tmp_path):
     assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30, 35, 40]
     assert train[-1]["loss"] < train[0]["loss"] - 0.5  # byte-level: ~5.6 nats at init (ln 264)
     ev = records(run_dir, "eval")[-1]
-    assert ev["step"] == 40 and ev["val_bpb"] < 4.0 and math.isfinite(ev["val_loss"])
+    # uniform over 264 ids is 8.0 bits per byte, over the ~60 characters stories use ~5.9
+    assert ev["step"] == 40 and ev["val_bpb"] < 5.0 and math.isfinite(ev["val_loss"])
     assert records(run_dir, "sample")[-1]["text"].startswith("Once upon")
     ckpt = ck.open_checkpoint(final)
     assert ckpt.kind == "causal_lm" and ckpt.has_resume_state and ckpt.extra["step"] == 40
