@@ -63,6 +63,7 @@ console = "none"
 
 
 def tiny(tmp_path: Path, *overrides: str) -> PretrainRecipe:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     p = tmp_path / "tiny.toml"
     p.write_text(TINY.format(out=tmp_path / "runs"))
     return load_recipe(p, PretrainRecipe, overrides)
