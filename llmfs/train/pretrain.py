@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -288,7 +289,9 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
             if (recipe.train.save_every and done % recipe.train.save_every == 0 and done < total) or stop.requested:
                 last_saved = save(done, final=False) or last_saved
                 if stop.requested:
-                    metrics.message(f"stopped at step {done}; saved {last_saved}; run the same command to resume")
+                    if main:  # not progress output: shown even with --quiet
+                        print(f"stopped at step {done}; saved {last_saved}; run the same command to resume",
+                              file=sys.stderr, flush=True)
                     return last_saved
         metrics.log(total, evaluate(total), kind="eval")
         samples(total)
