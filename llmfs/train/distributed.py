@@ -84,10 +84,11 @@ _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Unsharded CPU weights keyed like the plain module (collective under FSDP: call on every rank)."""
+    """Unsharded CPU weights keyed like the plain module (collective under FSDP: call on every rank; with
+    several processes only rank 0 receives them, the others get an empty dict)."""
     plain = unwrap(model)
     state = get_model_state_dict(plain, options=_FULL)
-    if getattr(plain.cfg, "tie_embeddings", False):  # gathered copies lose the sharing: store the tie once
+    if state and getattr(plain.cfg, "tie_embeddings", False):  # gathered copies lose the sharing: tie once
         state["lm_head.weight"] = state["embed_tokens.weight"]
     return state
 
