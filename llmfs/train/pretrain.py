@@ -228,8 +228,9 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
         return results
 
     def samples(step: int) -> None:
+        # every rank generates (under FSDP each forward is a collective); the same seed gives the same text
         prompts = [tokenizer.encode(p) for p in recipe.train.sample_prompts if p]
-        if not prompts or not main:
+        if not prompts:
             return
         cfg = SamplingConfig(temperature=0.8, top_k=50, max_new_tokens=recipe.train.sample_tokens)
         outs = generate(model, prompts, cfg, generator=torch.Generator(rt.device).manual_seed(step),
