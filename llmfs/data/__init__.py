@@ -1,0 +1,1 @@
+"""Data: turning input specs into documents (`sources`), and later token shards and batches."""
