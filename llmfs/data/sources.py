@@ -44,9 +44,10 @@ def iter_pieces(specs: Sequence[str | Path], *, separator: str = "<|endoftext|>"
     no text, or cannot be read."""
     if not specs:
         raise DataError("no input given: pass at least one file, folder or hub dataset name with --input")
-    for spec in specs:
+    expanded = [(spec, _expand(spec)) for spec in specs]  # every spec checked before any is read
+    for spec, sources in expanded:
         seen = False
-        for path_or_name in _expand(spec):
+        for path_or_name in sources:
             for piece in _read(path_or_name, separator, max_chars):
                 seen = seen or bool(piece.text)
                 yield piece

@@ -52,6 +52,10 @@ class BPETokenizer:
         self._cache: dict[str, list[int]] = {}
         self._hf = None  # the `tokenizers` twin, built on first `encode_batch`
 
+    def __getstate__(self) -> dict:
+        """What crosses to a worker process (multiprocessing): no pre-token cache, no `tokenizers` twin."""
+        return {**self.__dict__, "_cache": {}, "_hf": None}
+
     # ------------------------------------------------------------------------------------------ encode
     @property
     def eot_id(self) -> int | None:
