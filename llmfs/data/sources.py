@@ -10,11 +10,13 @@ A spec is one of
 - anything else that is not a local path is taken as a hub dataset name (`owner/name`), split "train", read
   through `datasets` in streaming mode.
 
-Nothing holds a whole corpus: documents are produced as `Piece`s of at most about `max_chars` characters. A long
-document is cut only after a newline that is followed by a non-space character. Neither split pattern
-(`llmfs.tokenizer.patterns`) has an alternative that can match across such a position, so pre-tokenizing (and
-therefore encoding) the pieces one by one gives exactly the pre-tokens of the whole document. A single line longer
-than memory is not supported.
+Nothing holds a whole corpus: documents are produced as `Piece`s of about `max_chars` characters. A long
+document is cut only at a lone newline with a non-space character on both sides ("x\nY"). No alternative of
+either split pattern (`llmfs.tokenizer.patterns`) matches across that position, and the newline is a pre-token of
+its own whether "Y" or the end of the piece follows (a longer whitespace run is not: GPT-2's `\s+(?!\S)` splits
+"\n\n" before a letter but not at the end of a string, and likewise "\r\n"), so pre-tokenizing (and therefore
+encoding) the pieces one by one gives exactly the pre-tokens of the whole document (tests/data/test_sources.py).
+A document with no such position (one huge line, CRLF line ends) stays one piece.
 
 Missing, empty, unreadable or non-UTF-8 inputs raise a one-line `DataError` naming the file.
 """
@@ -105,7 +107,7 @@ def _read_text(path: Path, separator: str, max_chars: int) -> Iterator[Piece]:
                         yield Piece("".join(buf), True)
                     buf, size = [], 0
                     continue
-                if size >= max_chars and line[:1] and not line[:1].isspace() and buf[-1].endswith("\n"):
+                if size >= max_chars and _safe_cut(buf[-1], line):
                     yield Piece("".join(buf), False)
                     buf, size = [], 0
                 buf.append(line)
@@ -119,21 +121,27 @@ def _read_text(path: Path, separator: str, max_chars: int) -> Iterator[Piece]:
         yield Piece("".join(buf), True)
 
 
+def _safe_cut(before: str, after: str) -> bool:
+    """Whether text may be cut between `before` and `after` (see the module docstring): "x\n" | "Y"."""
+    return (len(before) >= 2 and before[-1] == "\n" and not before[-2].isspace()
+            and after[:1] != "" and not after[0].isspace())
+
+
 def cut(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[Piece]:
-    """One document as pieces of about `max_chars`, cut only at a newline followed by a non-space character
-    (a piece is a NamedTuple, so `for text, end in cut(...)`; `piece[0]` is the text)."""
+    """One document as pieces of about `max_chars`, cut only where `_safe_cut` allows (a piece is a
+    NamedTuple: `piece.text`, `piece.end`)."""
     start = 0
-    while len(text) - start > max_chars:
-        pos = start + max_chars
-        while True:
-            pos = text.find("\n", pos)
-            if pos < 0 or pos + 1 >= len(text) or not text[pos + 1].isspace():
-                break
-            pos += 1
-        if pos < 0 or pos + 1 >= len(text):
+    pos = start + max_chars
+    while pos < len(text):
+        pos = text.find("\n", pos)
+        if pos < 0:
             break
-        yield Piece(text[start:pos + 1], False)
-        start = pos + 1
+        if pos + 1 < len(text) and _safe_cut(text[pos - 1:pos + 1], text[pos + 1]):
+            yield Piece(text[start:pos + 1], False)
+            start = pos + 1
+            pos = start + max_chars
+        else:
+            pos += 1
     yield Piece(text[start:], True)
 
 

@@ -5,15 +5,25 @@
     save(tok, "tok/"); tok = load("tok/")
     ids = tok.encode("Hello", allowed_special="all"); tok.decode(ids)
 
-Importing this package imports no torch and no `tokenizers` (that one is imported on first export / bulk encode).
+The names below are imported on first use (PEP 562 `__getattr__`), so `import llmfs.tokenizer.cli` (the CLI
+mounts it) pulls in only typer: no regex, numpy, `tokenizers` or torch until a command runs.
 """
 
-from llmfs.tokenizer.bpe import learn_merges, train_bpe
-from llmfs.tokenizer.byte import ByteTokenizer
-from llmfs.tokenizer.encoder import BPETokenizer
-from llmfs.tokenizer.hf import load, save, sha256, to_hf
-from llmfs.tokenizer.registry import TOKENIZERS, TokenizerConfig, build_tokenizer
-from llmfs.tokenizer.stream import StreamingDecoder
+from __future__ import annotations
 
-__all__ = ["BPETokenizer", "ByteTokenizer", "StreamingDecoder", "TOKENIZERS", "TokenizerConfig",
-           "build_tokenizer", "learn_merges", "load", "save", "sha256", "to_hf", "train_bpe"]
+import importlib
+
+_EXPORTS = {
+    "BPETokenizer": "encoder", "ByteTokenizer": "byte", "StreamingDecoder": "stream",
+    "TOKENIZERS": "registry", "TokenizerConfig": "registry", "build_tokenizer": "registry",
+    "learn_merges": "bpe", "train_bpe": "bpe",
+    "load": "hf", "save": "hf", "sha256": "hf", "to_hf": "hf",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"llmfs.tokenizer.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'llmfs.tokenizer' has no attribute {name!r}")
