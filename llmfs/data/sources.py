@@ -1,4 +1,4 @@
-"""Input specs -> documents: the one place llmfs reads raw text.
+r"""Input specs -> documents: the one place llmfs reads raw text.
 
 A spec is one of
 - a text file (any name not ending in .jsonl / .json / .parquet), read as UTF-8 with newlines kept as they are;
