@@ -8,8 +8,9 @@ most frequent pair" until the vocabulary is full.
 
 Incremental updates (no recount per merge):
 - `stats[(a, b)]`  how often the pair occurs, summed over words weighted by word count;
-- `where[(a, b)]`  the indices of words that contain (or once contained) the pair; entries are never removed,
-                   a word that no longer holds the pair is skipped when the pair is merged;
+- `where[(a, b)]`  a list of the indices of words that contain (or once contained) the pair; entries are never
+                   removed, and a word that no longer holds the pair (or is listed twice) is skipped when the
+                   pair is merged (lists, not sets: a third of the memory, and appends are cheaper);
 - a heap of (-count, a, b) entries with lazy invalidation: counts of old pairs only go down after a merge and
   new pairs (they contain z) are pushed with their exact count, so every live pair has an entry whose stored
   count is >= its true count. A popped entry whose count is stale is pushed back with the true count.
@@ -48,16 +49,16 @@ def learn_merges(word_counts: dict[str, int], n_merges: int,
     freqs: list[int] = [c for _, c in items]
 
     stats: dict[tuple[int, int], int] = {}
-    where: dict[tuple[int, int], set[int]] = {}
+    where: dict[tuple[int, int], list[int]] = {}
     for i, w in enumerate(words):
         c = freqs[i]
         for p in zip(w, w[1:]):
             stats[p] = stats.get(p, 0) + c
-            s = where.get(p)
-            if s is None:
-                where[p] = {i}
-            else:
-                s.add(i)
+            lst = where.get(p)
+            if lst is None:
+                where[p] = [i]
+            elif lst[-1] != i:  # a word is listed once per pair even if it holds the pair twice
+                lst.append(i)
     heap = [(-c, p) for p, c in stats.items()]
     heapq.heapify(heap)
 
@@ -107,11 +108,11 @@ def learn_merges(word_counts: dict[str, int], n_merges: int,
                 stats[p] = stats.get(p, 0) + c
                 if p[0] == z or p[1] == z:
                     touched.add(p)
-                    s = where.get(p)
-                    if s is None:
-                        where[p] = {i}
-                    else:
-                        s.add(i)
+                    lst = where.get(p)
+                    if lst is None:
+                        where[p] = [i]
+                    elif lst[-1] != i:
+                        lst.append(i)
             words[i] = new
         del stats[pair]
         for p in touched:
