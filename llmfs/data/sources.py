@@ -30,7 +30,7 @@ from typing import NamedTuple
 from llmfs.errors import DataError
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
-DEFAULT_MAX_CHARS = 1 << 20  # 1 Mi characters per piece: bounded memory, big enough for few Python calls
+DEFAULT_MAX_CHARS = 1 << 16  # 64 Ki characters per piece: small transient buffers, still few Python calls
 
 
 class Piece(NamedTuple):

@@ -14,9 +14,10 @@ Incremental updates (no recount per merge):
 - a heap of (-count, a, b) entries with lazy invalidation: counts of old pairs only go down after a merge and
   new pairs (they contain z) are pushed with their exact count, so every live pair has an entry whose stored
   count is >= its true count. A popped entry whose count is stale is pushed back with the true count.
-A merge touches only the words in `where[(a, b)]`: for each, the pairs of the old word are subtracted and the
-pairs of the new word added (words are short, a handful of ids, so this is cheaper in Python than tracking
-neighbours one by one).
+A merge touches only the words in `where[(a, b)]`, and in each only the pairs next to an occurrence change:
+(x, a) -> (x, z) and (b, y) -> (z, y), with care for runs such as "a b a b" (the shared (b, a) is removed once,
+(z, z) added once). A pair whose count reaches 0 is dropped from `stats` and `where`; the heap is rebuilt from
+`stats` when stale entries outnumber live ones, so memory follows the live pairs, not the number of merges.
 
 Tie-break (deterministic, independent of input order and hash seeds): among pairs with the same count, the
 pair with the smallest (a, b), compared as ids, wins — bytes before merged tokens, older merged tokens before
@@ -87,38 +88,61 @@ def learn_merges(word_counts: dict[str, int], n_merges: int,
 
         # ---- apply it to the words that hold the pair, updating stats incrementally
         touched: set[tuple[int, int]] = set()
+
+        def dec(p: tuple[int, int], c: int) -> None:
+            left = stats[p] - c
+            if left:
+                stats[p] = left
+            else:  # the pair is gone from every word: forget it (its heap entries die on pop)
+                del stats[p]
+                where.pop(p, None)
+
+        def inc(p: tuple[int, int], c: int, i: int) -> None:
+            stats[p] = stats.get(p, 0) + c
+            lst = where.get(p)
+            if lst is None:
+                where[p] = [i]
+            elif lst[-1] != i:
+                lst.append(i)
+            touched.add(p)
+
         for i in where.pop(pair):
             w = words[i]
             n = len(w)
+            c = freqs[i]
             new: list[int] = []
             j = 0
+            merged_before = False  # new[-1] is a z made at the previous position
             while j < n:
                 if j < n - 1 and w[j] == a and w[j + 1] == b:
+                    # Only the pairs around this occurrence change: (x, a) -> (x, z) and (b, y) -> (z, y).
+                    if new:
+                        x = new[-1]
+                        if not merged_before:  # else (b, a) was already removed as the previous right pair
+                            dec((x, a), c)
+                        inc((x, z), c, i)
+                    if j + 2 < n:
+                        y = w[j + 2]
+                        dec((b, y), c)
+                        if not (y == a and j + 3 < n and w[j + 3] == b):  # else the next match adds (z, z)
+                            inc((z, y), c, i)
                     new.append(z)
                     j += 2
+                    merged_before = True
                 else:
                     new.append(w[j])
                     j += 1
-            if len(new) == n:
-                continue  # stale index entry: an earlier merge already consumed this occurrence
-            c = freqs[i]
-            for p in zip(w, w[1:]):
-                stats[p] -= c
-            for p in zip(new, new[1:]):
-                stats[p] = stats.get(p, 0) + c
-                if p[0] == z or p[1] == z:
-                    touched.add(p)
-                    lst = where.get(p)
-                    if lst is None:
-                        where[p] = [i]
-                    elif lst[-1] != i:
-                        lst.append(i)
-            words[i] = new
-        del stats[pair]
+                    merged_before = False
+            if len(new) != n:  # else a stale index entry: an earlier merge consumed this occurrence
+                words[i] = new
+        stats.pop(pair, None)  # its own count was never decremented above
         for p in touched:
-            c = stats[p]
+            c = stats.get(p, 0)
             if c > 0:
                 heapq.heappush(heap, (-c, p))
+        if len(heap) > 2 * len(stats) + 4096:  # mostly stale entries: rebuild, O(live pairs)
+            heap = [(-c, p) for p, c in stats.items()]
+            heapq.heapify(heap)
         if on_merge is not None and len(merges) % 64 == 0:
             on_merge(len(merges))
     if on_merge is not None:

@@ -1,0 +1,1 @@
+"""Benchmarks (`llmfs bench ...`): each module has `run(...)` and a `python -m` entry point."""
