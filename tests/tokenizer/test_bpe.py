@@ -98,3 +98,19 @@ def test_special_tokens_are_never_merged_or_counted():
 def test_vocab_smaller_when_corpus_runs_out_of_pairs():
     tok = train_bpe(["ab ab ab"], 1000, quiet=True)
     assert tok.merges == [(A, B, 256), (32, 256, 257)] and tok.vocab_size == 259  # 256 + 2 + <|endoftext|>
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(st.text(alphabet="ab", min_size=1, max_size=16), st.integers(1, 5), max_size=12),
+       st.integers(0, 30))
+def test_incremental_equals_naive_on_runs(counts, n):
+    # two letters make runs such as "aaaa" and "ababab", where neighbouring occurrences share pairs
+    merges, _ = learn_merges(counts, n)
+    assert merges == naive_merges(counts, n)
+
+
+def test_overlapping_runs_by_hand():
+    # "aaa" x1: pairs aa = 2. 1. (a,a) -> 256: "aaa" -> [256, a] (left to right), pairs (256, a) = 1.
+    # 2. (256, a) -> 257 ("aaa").
+    merges, vocab = learn_merges({"aaa": 1}, 5)
+    assert merges == [(A, A, 256), (256, A, 257)] and vocab[257] == b"aaa"

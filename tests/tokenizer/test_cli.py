@@ -80,3 +80,16 @@ def test_cli_module_imports_nothing_heavy():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.replace("'", '"')) == []
+
+
+def test_progress_bar_on_a_terminal(monkeypatch, capsys):
+    import sys
+
+    from llmfs.tokenizer import train_bpe
+    from llmfs.tokenizer.progress import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert Progress(quiet=False).enabled and not Progress(quiet=True).enabled
+    tok = train_bpe(DOCS, 300, quiet=False)  # draws rich bars on stderr; must not change the result
+    assert tok.merges == train_bpe(DOCS, 300, quiet=True).merges
+    assert "merging" in capsys.readouterr().err
