@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} (the machine is shared)")
     rows = run(args.input, args.vocab_sizes, args.workers, args.pattern, args.repeats)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -11,7 +11,7 @@ Incremental updates (no recount per merge):
 - `where[(a, b)]`  a list of the indices of words that contain (or once contained) the pair; entries are never
                    removed, and a word that no longer holds the pair (or is listed twice) is skipped when the
                    pair is merged (lists, not sets: a third of the memory, and appends are cheaper);
-- a heap of (-count, a, b) entries with lazy invalidation: counts of old pairs only go down after a merge and
+- a heap of (-count, (a, b)) entries with lazy invalidation: counts of old pairs only go down after a merge and
   new pairs (they contain z) are pushed with their exact count, so every live pair has an entry whose stored
   count is >= its true count. A popped entry whose count is stale is pushed back with the true count.
 A merge touches only the words in `where[(a, b)]`, and in each only the pairs next to an occurrence change:
@@ -34,7 +34,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 
-from llmfs.tokenizer.encoder import BPETokenizer
+from llmfs.tokenizer.encoder import BPETokenizer, utf8
 
 
 def learn_merges(word_counts: dict[str, int], n_merges: int,
@@ -44,9 +44,10 @@ def learn_merges(word_counts: dict[str, int], n_merges: int,
     `on_merge(k)` is called with the number of merges done so far, every 64 merges and at the end."""
     vocab: list[bytes] = [bytes([i]) for i in range(256)]
     id_of: dict[bytes, int] = {b: i for i, b in enumerate(vocab)}
-    # Sorting the words makes `where` sets and therefore the whole run independent of input order.
+    # Sorted words: word indices (and so the order of work) do not depend on the input order; the merges
+    # themselves depend only on counts and the tie-break.
     items = sorted(word_counts.items())
-    words: list[list[int]] = [list(w.encode("utf-8")) for w, _ in items]
+    words: list[list[int]] = [list(utf8(w)) for w, _ in items]
     freqs: list[int] = [c for _, c in items]
 
     stats: dict[tuple[int, int], int] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from llmfs.tokenizer.encoder import utf8
 from llmfs.tokenizer.patterns import special_splitter
 from llmfs.tokenizer.specials import AllowedSpecial, check_specials, encode_with_specials
 
@@ -39,7 +40,7 @@ class ByteTokenizer:
         return next(iter(self.special_tokens.values()), None)
 
     def encode_ordinary(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
+        return list(utf8(text))
 
     def encode(self, text: str, allowed_special: AllowedSpecial = "none") -> list[int]:
         """UTF-8 bytes of `text`; allowed special tokens spelled in it become their ids."""

@@ -23,6 +23,17 @@ from llmfs.tokenizer.patterns import compile_pattern, special_splitter
 from llmfs.tokenizer.specials import AllowedSpecial, encode_with_specials
 
 REPLACEMENT = "\ufffd".encode("utf-8")  # what an unknown id decodes to
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes of `text`, never raising. Text made by `raw.decode("utf-8", "surrogateescape")` gives back
+    exactly `raw` (U+DC80..U+DCFF stand for the undecodable bytes), so arbitrary bytes survive encode ->
+    decode_bytes. Any other lone surrogate has no UTF-8 form; it is written as its 3-byte surrogate encoding
+    ("surrogatepass"), which decodes to U+FFFD."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 CACHE_LIMIT = 1 << 16  # pre-tokens kept in the per-instance cache before it is cleared (bounded memory)
 
 
@@ -65,7 +76,7 @@ class BPETokenizer:
         return next(iter(self.special_tokens.values()), None)
 
     def _bpe(self, piece: str) -> list[int]:
-        ids = list(piece.encode("utf-8"))
+        ids = list(utf8(piece))
         ranks = self._ranks
         while len(ids) > 1:
             best = None
@@ -110,7 +121,8 @@ class BPETokenizer:
 
     def encode_batch(self, texts: Sequence[str], allowed_special: AllowedSpecial = "none") -> list[list[int]]:
         """Ids of many texts through the `tokenizers` backend (Rust, multi-threaded). Identical to `encode`
-        (tests/tokenizer/test_parity.py). `allowed_special` must be "all" or "none" here."""
+        (tests/tokenizer/test_parity.py). `allowed_special` must be "all" or "none" here, and the texts valid
+        Unicode (`tokenizers` refuses lone surrogates; `encode` accepts them, see `utf8`)."""
         from llmfs.tokenizer.hf import fast_encode_batch
 
         if self._hf is None:

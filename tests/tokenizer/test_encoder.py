@@ -18,11 +18,18 @@ def test_roundtrip_arbitrary_unicode(mixed_tok, s):
 @settings(max_examples=200, deadline=None)
 @given(st.binary())
 def test_arbitrary_bytes_never_fail(mixed_tok, data):
-    escaped = data.decode("utf-8", errors="surrogateescape")  # lone surrogates: not encodable as UTF-8
+    escaped = data.decode("utf-8", errors="surrogateescape")  # undecodable bytes -> lone surrogates
+    ids = mixed_tok.encode(escaped)
+    assert mixed_tok.decode_bytes(ids) == data  # the raw bytes come back exactly
+    assert mixed_tok.decode(ids) == data.decode("utf-8", errors="replace")
     replaced = data.decode("utf-8", errors="replace")
     assert mixed_tok.decode(mixed_tok.encode(replaced)) == replaced
-    ids = mixed_tok.encode(escaped.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-    assert all(0 <= i < mixed_tok.vocab_size for i in ids)
+    byte_tok = ByteTokenizer()
+    assert byte_tok.decode_bytes(byte_tok.encode(escaped)) == data
+
+
+def test_other_lone_surrogates_do_not_raise(mixed_tok):
+    assert mixed_tok.decode(mixed_tok.encode("a\ud800b")) == "a\ufffd\ufffd\ufffdb"
 
 
 @settings(max_examples=200, deadline=None)
