@@ -120,7 +120,9 @@ class BPETokenizer:
                                     self.encode_ordinary)
 
     def encode_batch(self, texts: Sequence[str], allowed_special: AllowedSpecial = "none") -> list[list[int]]:
-        """Ids of many texts through the `tokenizers` backend (Rust, multi-threaded). Identical to `encode`
+        """Ids of many texts through the `tokenizers` backend (Rust, multi-threaded), for callers that hold many
+        texts at once; on a 2-core machine the cached Python `encode` was faster (docs/bench/tokenizer.md), on
+        many cores this path scales with threads. Identical to `encode`
         (tests/tokenizer/test_parity.py). `allowed_special` must be "all" or "none" here, and the texts valid
         Unicode (`tokenizers` refuses lone surrogates; `encode` accepts them, see `utf8`)."""
         from llmfs.tokenizer.hf import fast_encode_batch
