@@ -114,3 +114,23 @@ def test_overlapping_runs_by_hand():
     # 2. (256, a) -> 257 ("aaa").
     merges, vocab = learn_merges({"aaa": 1}, 5)
     assert merges == [(A, A, 256), (256, A, 257)] and vocab[257] == b"aaa"
+
+
+def test_streamed_chunks_count_like_the_whole_text():
+    from collections import Counter
+
+    import regex
+
+    from llmfs.data.sources import cut
+    from llmfs.tokenizer.patterns import PATTERNS
+    from llmfs.tokenizer.pretokenize import count_words
+
+    text = "".join(f"Line {i}: it's 12345 cats!\n{'  indented' if i % 3 else 'Plain'} text  \n\nEnd.\n"
+                   for i in range(200))
+    whole = Counter(regex.findall(PATTERNS["gpt2"], text))
+    pieces = [p.text for p in cut(text, 300)]
+    assert len(pieces) > 10
+    for workers in (1, 2):  # tiny chunks: many tasks, results merged in any order
+        assert count_words(pieces, pattern="gpt2", workers=workers, chunk_chars=500) == whole
+        assert count_words([text], pattern="gpt2", workers=workers, chunk_chars=500) == whole
+    assert train_bpe(iter(pieces), 400, quiet=True).merges == train_bpe([text], 400, quiet=True).merges
