@@ -1,4 +1,4 @@
-"""The byte-level BPE tokenizer: encode, decode, and the fast bulk path through `tokenizers`.
+"""The byte-level BPE tokenizer: encode, decode, and a bulk path through `tokenizers`.
 
     text --specials--> [text | special]* --split pattern--> pre-tokens --UTF-8--> bytes --merges by rank--> ids
 
@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llmfs.tokenizer.patterns import compile_pattern, special_splitter
-from llmfs.tokenizer.specials import AllowedSpecial, encode_with_specials
+from llmfs.tokenizer.specials import AllowedSpecial, check_specials, encode_with_specials
 
 REPLACEMENT = "\ufffd".encode("utf-8")  # what an unknown id decodes to
+CACHE_LIMIT = 1 << 16  # pre-tokens kept in the per-instance cache before it is cleared (bounded memory)
 
 
 def utf8(text: str) -> bytes:
@@ -34,7 +35,6 @@ def utf8(text: str) -> bytes:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass")
-CACHE_LIMIT = 1 << 16  # pre-tokens kept in the per-instance cache before it is cleared (bounded memory)
 
 
 class BPETokenizer:
@@ -54,7 +54,8 @@ class BPETokenizer:
         self.vocab = list(vocab)
         self.merges = [tuple(m) for m in merges]
         self.pattern = pattern
-        self.special_tokens = {s: len(self.vocab) + i for i, s in enumerate(special_tokens)}
+        specials = check_specials(tuple(special_tokens))
+        self.special_tokens = {s: len(self.vocab) + i for i, s in enumerate(specials)}
         self.vocab_size = len(self.vocab) + len(self.special_tokens)
         self._ranks = {(a, b): (r, z) for r, (a, b, z) in enumerate(self.merges)}
         self._split = compile_pattern(pattern)
