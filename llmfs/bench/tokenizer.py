@@ -8,9 +8,10 @@ Same setup on both sides: byte-level alphabet, the same split pattern (Split + B
 same pre-tokens; `tokenizers` receives them through `train_from_iterator` and uses all its threads.
 
 Measured per (corpus, vocab size, trainer), each in a fresh forked child process so runs do not share heaps:
-- wall time of training (reading the file included). `tokenizers` is also timed in its fastest mode,
-  `train([path])` (Rust reads the file line by line; the separator lines are trained on as text, so that
-  tokenizer is not compared further); the time ratio is taken against the faster of its two times;
+- wall time of training (reading the file included), and CPU time (user + system, all threads and worker
+  processes), which other jobs on a shared machine disturb less than wall time. `tokenizers` is also timed in
+  its fastest mode, `train([path])` (Rust reads the file line by line; separator lines are trained on as text,
+  so that tokenizer is not compared further); the time ratio is taken against the faster of its two times;
 - peak memory: peak RSS minus RSS just before training, in the training process (Linux VmHWM after resetting it
   through /proc/self/clear_refs). Pre-tokenization worker processes (llmfs with workers > 1) are not included;
 - bytes per token: UTF-8 bytes of the corpus / tokens, encoding every document;
@@ -25,6 +26,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +40,12 @@ def _rss_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) and of its reaped children (pool workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _pieces(path: str) -> list[str]:
@@ -77,14 +85,16 @@ def _measure(which: str, path: str, vocab_size: int, workers: int, pattern: str,
     """Runs in a forked child: train, then measure encoding; puts a result dict on `queue`."""
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     base = _rss_kib("VmRSS")
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     if which == "llmfs":
         tok = _train_llmfs(path, vocab_size, workers, pattern)
     else:
         tok = _train_hf(path, vocab_size, pattern, from_file=which == "tokenizers-file")
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     if which == "tokenizers-file":  # reference time only
-        queue.put({"trainer": which, "seconds": seconds})
+        queue.put({"trainer": which, "seconds": seconds, "cpu_seconds": cpu})
         return
     peak_kib = _rss_kib("VmHWM") - base
     from llmfs.data.sources import iter_documents
@@ -92,7 +102,8 @@ def _measure(which: str, path: str, vocab_size: int, workers: int, pattern: str,
     docs = list(iter_documents([path]))
     n_bytes = sum(len(d.encode("utf-8")) for d in docs)
     mb = n_bytes / 1e6
-    result = {"trainer": which, "seconds": seconds, "peak_rss_mib": peak_kib / 1024, "bytes": n_bytes}
+    result = {"trainer": which, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak_kib / 1024,
+              "bytes": n_bytes}
     if which == "llmfs":
         from llmfs.tokenizer.encoder import BPETokenizer
 
@@ -158,6 +169,8 @@ def _print_row(r: dict) -> None:
           f"workers {r['workers']}")
     print(f"  train s       llmfs {o['seconds']:7.3f}   tokenizers {t['seconds']:7.3f} (same pieces) "
           f"{r['tokenizers_file_seconds']:7.3f} (from file)   ratio to the faster {r['time_ratio']:.2f}x")
+    print(f"  train CPU s   llmfs {o['cpu_seconds']:7.3f}   tokenizers {t['cpu_seconds']:7.3f} (same pieces)   "
+          f"ratio {o['cpu_seconds'] / t['cpu_seconds']:.2f}x")
     print(f"  peak RSS MiB  llmfs {o['peak_rss_mib']:7.1f}   tokenizers {t['peak_rss_mib']:7.1f}   "
           f"llmfs / input {r['memory_over_input']:.2f}x")
     print(f"  bytes/token   llmfs {o['bytes_per_token']:7.4f}   tokenizers {t['bytes_per_token']:7.4f}   "
