@@ -33,7 +33,7 @@ TOKENIZER_FILE = "tokenizer.json"
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> character map (openai/gpt-2 encoder.py): printable Latin-1 bytes map to themselves, the
     other 68 (control characters, space, ...) to U+0100 onwards in byte order. So ' ' -> 'Ġ', '\\n' -> 'Ċ'."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars = {b: chr(b) for b in keep}
     n = 0
     for b in range(256):
