@@ -167,6 +167,8 @@ def train_bpe(pieces: Iterable[str], vocab_size: int, *, special_tokens: Iterabl
     from llmfs.tokenizer.patterns import check_pattern
     from llmfs.tokenizer.specials import check_specials
 
+    if isinstance(pieces, (str, bytes)):
+        raise TypeError("train_bpe takes an iterable of texts (e.g. [text]), not a single string")
     specials = check_specials(tuple(special_tokens))
     check_pattern(pattern)
     n_merges = vocab_size - 256 - len(specials)

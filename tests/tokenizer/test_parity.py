@@ -107,3 +107,17 @@ def test_train_on_pieces_from_sources(tmp_path):
     f.write_text("one two three\n<|endoftext|>\nfour five\n" * 20, encoding="utf-8")
     tok = train_bpe((p.text for p in iter_pieces([f])), 280, quiet=True)
     assert tok.decode(tok.encode("one two five")) == "one two five"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pattern", ["gpt4", "gpt2"])
+def test_full_corpora_parity(pattern, shared_data, tmp_path):
+    """Whole shared corpora at a realistic vocab size (a few seconds each; `pytest -m slow`)."""
+    for name in ("tinyshakespeare.txt", "tinystories-sample.txt"):
+        path = shared_data(name)
+        docs = [p.text for p in iter_pieces([path])]
+        tok = train_bpe(docs, 4096, pattern=pattern, quiet=True)
+        save(tok, tmp_path / name)
+        hf = Tokenizer.from_file(str(tmp_path / name / "tokenizer.json"))
+        hf.encode_special_tokens = True  # plain text, like allowed_special="none"
+        assert [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)] == [tok.encode(d) for d in docs]
