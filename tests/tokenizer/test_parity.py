@@ -72,6 +72,15 @@ def test_load_roundtrip_and_views(mixed_tok, tmp_path):
     assert vocab["Ġ"] == 32 and vocab["Ċ"] == 10 and len(vocab) == len(mixed_tok.vocab)
 
 
+def test_load_reads_a_file_resaved_by_tokenizers(mixed_tok, tmp_path):
+    save(mixed_tok, tmp_path)
+    (tmp_path / "re").mkdir()
+    Tokenizer.from_file(str(tmp_path / "tokenizer.json")).save(str(tmp_path / "re" / "tokenizer.json"))
+    back = load(tmp_path / "re")
+    assert (back.merges, back.special_tokens, back.pattern) == \
+        (mixed_tok.merges, mixed_tok.special_tokens, mixed_tok.pattern)
+
+
 def test_bytes_to_unicode_is_gpt2s():
     table = bytes_to_unicode()
     assert len(set(table.values())) == 256
