@@ -134,3 +134,10 @@ def test_streamed_chunks_count_like_the_whole_text():
         assert count_words(pieces, pattern="gpt2", workers=workers, chunk_chars=500) == whole
         assert count_words([text], pattern="gpt2", workers=workers, chunk_chars=500) == whole
     assert train_bpe(iter(pieces), 400, quiet=True).merges == train_bpe([text], 400, quiet=True).merges
+
+
+def test_documents_are_never_joined_into_one_pretoken():
+    from llmfs.tokenizer.pretokenize import count_words
+
+    for workers in (1, 2):
+        assert count_words(["the cat", "s sat"], workers=workers) == {"the": 1, " cat": 1, "s": 1, " sat": 1}
