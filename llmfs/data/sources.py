@@ -1,0 +1,186 @@
+r"""Input specs -> documents: the one place llmfs reads raw text.
+
+A spec is one of
+- a text file (any name not ending in .jsonl / .json / .parquet), read as UTF-8 with newlines kept as they are;
+  a line that holds only the document separator (default `<|endoftext|>`, the TinyStories convention) ends a
+  document and is dropped; without separators the whole file is one document;
+- a `.jsonl` / `.json` / `.parquet` file with a `text` field, one document per row, read through `datasets`
+  in streaming mode;
+- a folder: every such file under it, recursively, in sorted path order (hidden files skipped);
+- anything else that is not a local path is taken as a hub dataset name (`owner/name`), split "train", read
+  through `datasets` in streaming mode.
+
+Nothing holds a whole corpus: documents are produced as `Piece`s of about `max_chars` characters. A long
+document is cut only at a lone newline with a non-space character on both sides ("x\nY"). No alternative of
+either split pattern (`llmfs.tokenizer.patterns`) matches across that position, and the newline is a pre-token of
+its own whether "Y" or the end of the piece follows (a longer whitespace run is not: GPT-2's `\s+(?!\S)` splits
+"\n\n" before a letter but not at the end of a string, and likewise "\r\n"), so pre-tokenizing (and therefore
+encoding) the pieces one by one gives exactly the pre-tokens of the whole document (tests/data/test_sources.py).
+A document with no such position (one huge line, CRLF line ends) stays one piece.
+
+Missing, empty, unreadable or non-UTF-8 inputs raise a one-line `DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from llmfs.errors import DataError
+
+TABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
+DEFAULT_MAX_CHARS = 1 << 16  # 64 Ki characters per piece: small transient buffers, still few Python calls
+
+
+class Piece(NamedTuple):
+    """A slice of one document. `end` is True on the last piece of a document."""
+
+    text: str
+    end: bool
+
+
+def iter_pieces(specs: Sequence[str | Path], *, separator: str = "<|endoftext|>",
+                max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[Piece]:
+    """Every document of every spec, in order, as bounded pieces. Raises DataError when a spec is missing, holds
+    no text, or cannot be read."""
+    if not specs:
+        raise DataError("no input given: pass at least one file, folder or hub dataset name with --input")
+    expanded = [(spec, _expand(spec)) for spec in specs]  # every spec checked before any is read
+    for spec, sources in expanded:
+        seen = False
+        for path_or_name in sources:
+            for piece in _read(path_or_name, separator, max_chars):
+                seen = seen or bool(piece.text)
+                yield piece
+        if not seen:
+            raise DataError(f"{spec}: input holds no text (empty file or folder); give a non-empty input")
+
+
+def iter_documents(specs: Sequence[str | Path], *, separator: str = "<|endoftext|>") -> Iterator[str]:
+    """Whole documents as strings (a document is held in memory at once; use `iter_pieces` to stream)."""
+    parts: list[str] = []
+    for piece in iter_pieces(specs, separator=separator):
+        parts.append(piece.text)
+        if piece.end:
+            yield "".join(parts)
+            parts = []
+
+
+def _expand(spec: str | Path) -> list[str | Path]:
+    """The files (or the hub name) one spec stands for."""
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise DataError(f"{spec}: folder holds no files; give a folder of .txt / .jsonl / .parquet files")
+        return list(files)
+    text = str(spec)
+    looks_like_hub = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).suffix
+    if not looks_like_hub:
+        raise DataError(f"{spec}: input not found; give an existing file or folder, or a hub dataset as owner/name")
+    return [text]
+
+
+def _read(source: str | Path, separator: str, max_chars: int) -> Iterator[Piece]:
+    if isinstance(source, str):
+        yield from _read_hub(source, max_chars)
+    elif source.suffix.lower() in TABLE_SUFFIXES:
+        yield from _read_table(source, max_chars)
+    else:
+        yield from _read_text(source, separator, max_chars)
+
+
+def _read_text(path: Path, separator: str, max_chars: int) -> Iterator[Piece]:
+    """Stream a text file line by line; cut long documents only before a line that starts with a non-space."""
+    buf: list[str] = []
+    size = 0
+    line_no = 0
+    try:
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": keep \r\n as written
+            for line_no, line in enumerate(f, 1):
+                if line.rstrip("\r\n") == separator:
+                    if buf:  # two separators in a row make no empty document
+                        yield Piece("".join(buf), True)
+                    buf, size = [], 0
+                    continue
+                if size >= max_chars and _safe_cut(buf[-1], line):
+                    yield Piece("".join(buf), False)
+                    buf, size = [], 0
+                buf.append(line)
+                size += len(line)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {e.start} near line {line_no + 1}); "
+                        "convert it to UTF-8") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read file ({e.strerror}); check its permissions") from None
+    if buf:
+        yield Piece("".join(buf), True)
+
+
+def _safe_cut(before: str, after: str) -> bool:
+    """Whether text may be cut between `before` and `after` (see the module docstring): "x\n" | "Y"."""
+    return (len(before) >= 2 and before[-1] == "\n" and not before[-2].isspace()
+            and after[:1] != "" and not after[0].isspace())
+
+
+def cut(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[Piece]:
+    """One document as pieces of about `max_chars`, cut only where `_safe_cut` allows (a piece is a
+    NamedTuple: `piece.text`, `piece.end`)."""
+    start = 0
+    pos = start + max_chars
+    while pos < len(text):
+        pos = text.find("\n", pos)
+        if pos < 0:
+            break
+        if pos + 1 < len(text) and _safe_cut(text[pos - 1:pos + 1], text[pos + 1]):
+            yield Piece(text[start:pos + 1], False)
+            start = pos + 1
+            pos = start + max_chars
+        else:
+            pos += 1
+    yield Piece(text[start:], True)
+
+
+def _rows(dataset, where: str, max_chars: int) -> Iterator[Piece]:
+    for i, row in enumerate(dataset):
+        if "text" not in row:
+            raise DataError(f"{where}: rows have no 'text' field (fields: {', '.join(sorted(row))}); "
+                            "give data with a 'text' column")
+        text = row["text"]
+        if not isinstance(text, str):
+            raise DataError(f"{where}: row {i} 'text' is {type(text).__name__}, not a string")
+        yield from cut(text, max_chars)
+
+
+def _read_table(path: Path, max_chars: int) -> Iterator[Piece]:
+    import datasets  # heavy import, only for table inputs
+
+    builder = "parquet" if path.suffix.lower() == ".parquet" else "json"
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: input holds no text (empty file); give a non-empty input")
+    try:
+        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
+        yield from _rows(dataset, str(path), max_chars)
+    except DataError:
+        raise
+    except Exception as e:  # datasets raises many types for a malformed file; each becomes one clear line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{path}: cannot read as {builder} ({type(e).__name__}: {first})") from None
+
+
+def _read_hub(name: str, max_chars: int) -> Iterator[Piece]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, split="train", streaming=True)
+        yield from _rows(dataset, f"hub dataset {name}", max_chars)
+    except DataError:
+        raise
+    except Exception as e:  # offline, unknown name, no train split: one clear line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{name}: not a local path, and loading it as a hub dataset failed "
+                        f"({type(e).__name__}: {first})") from None
