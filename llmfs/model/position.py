@@ -1,0 +1,118 @@
+"""How positions enter the model: learned / sinusoidal embeddings added to the token embeddings, or rotary
+embeddings applied to queries and keys inside attention, or nothing (causal attention alone leaks order).
+
+Every kind is built from the ModelConfig and answers two questions: `add(x, positions)` (the embedding stream
+with positions added) and `rotary(positions, dtype)` ((cos, sin) for RoPE, else None). `positions` is an int
+tensor (B, T) or (1, T) of absolute positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from llmfs.errors import ConfigError
+from llmfs.model.config import ModelConfig
+
+
+class LearnedPositions(nn.Module):
+    """GPT-2's learned absolute position table (max_seq_len, d_model). Positions past the table are an error."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(cfg.max_seq_len, cfg.d_model))
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:  # (B, T, D)
+        return x + self.weight[positions]  # (B|1, T, D) broadcast over B
+
+    def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> None:
+        return None
+
+
+class SinusoidalPositions(nn.Module):
+    """Vaswani et al. 2017, sec. 3.5: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(same). Computed
+    from the positions on the fly, so it has no parameters and works at any position."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        inv_freq = torch.exp(torch.arange(0, cfg.d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / cfg.d_model))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        angles = positions[..., None].float() * self.inv_freq  # (B, T, D/2)
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (B, T, D) interleaved sin, cos
+        return x + pe.to(x.dtype)
+
+    def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> None:
+        return None
+
+
+class RotaryPositions(nn.Module):
+    """RoPE (Su et al. 2021, "RoFormer") in the rotate-half layout of HF Llama (`rotate_half`,
+    `apply_rotary_pos_emb`): dimension i is paired with i + D/2, not with its neighbour as in the paper's
+    interleaved form. The two layouts differ by a fixed permutation of the q/k projection rows; using HF's
+    layout means HF Llama weights load with no permutation (checked by the HF parity test)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.head_dim
+        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions[..., None].float() * self.inv_freq  # (B, T, D/2), float32 for large positions
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, D): broadcast over heads
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+class NoPositions(nn.Module):
+    """No position signal ("NoPE", Kazemnejad et al. 2023): the causal mask alone tells tokens apart."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> None:
+        return None
+
+
+POSITIONS = {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions, "rope": RotaryPositions,
+             "none": NoPositions}
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dim (HF Llama `rotate_half`)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, H, T, D) by the angles in cos / sin (B, 1, T, D)."""
+    return x * cos + rotate_half(x) * sin
+
+
+def positions_from_segments(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Positions that restart at 0 wherever the segment id changes along T (packed SFT sequences).
+
+    segment_ids (B, T) -> positions (B, T), e.g. [[0, 0, 0, 1, 1, 2]] -> [[0, 1, 2, 0, 1, 0]].
+    """
+    B, T = segment_ids.shape
+    idx = torch.arange(T, device=segment_ids.device).expand(B, T)
+    starts = torch.zeros_like(idx)
+    starts[:, 1:] = torch.where(segment_ids[:, 1:] != segment_ids[:, :-1], idx[:, 1:], 0)
+    return idx - starts.cummax(dim=1).values  # distance to the start of the current segment
+
+
+def check_positions(cfg: ModelConfig, max_position: int) -> None:
+    """Learned positions stop at max_seq_len; say so instead of an index error deep inside the embedding."""
+    if cfg.position == "learned" and max_position >= cfg.max_seq_len:
+        raise ConfigError(f"model.position = 'learned' has a table of max_seq_len = {cfg.max_seq_len} positions; "
+                          f"position {max_position} is past it. Shorten the sequence, or use position = 'rope' "
+                          "/ 'sinusoidal' / 'none' to run past the training length")
