@@ -126,7 +126,7 @@ class Transformer(nn.Module):
                 return_logits: bool = True) -> TransformerOutput:
         """input_ids (B, T). position_ids (B, T): default arange(T), or restarting per segment when segment_ids
         is given, or the cache's next positions. segment_ids (B, T): attention stays inside a segment (packed
-        sequences). cache: a StaticKVCache / RollingKVCache, appended to in place."""
+        sequences; each segment is one contiguous run and different segments of a row have different ids). cache: a StaticKVCache / RollingKVCache, appended to in place."""
         B, T = input_ids.shape
         cfg = self.cfg
         if cache is not None:
@@ -136,14 +136,13 @@ class Transformer(nn.Module):
             cache_pos, mask = cache.begin(T)
             positions = cache_pos if position_ids is None else position_ids
         else:
-            seq = torch.arange(T, device=input_ids.device)[None]  # (1, T)
-            if position_ids is not None:
-                positions = position_ids
-            elif segment_ids is not None:
-                positions = positions_from_segments(segment_ids)
-            else:
+            # Index of each token inside its own sequence: windows and sinks are measured per segment, so a
+            # packed row behaves exactly like its segments run one by one.
+            seq = (torch.arange(T, device=input_ids.device)[None] if segment_ids is None
+                   else positions_from_segments(segment_ids))  # (1|B, T)
+            if position_ids is None and segment_ids is None:
                 check_positions(cfg, T - 1)
-                positions = seq
+            positions = seq if position_ids is None else position_ids
             mask = None  # plain causal: sdpa takes is_causal=True
             if cfg.window is not None or segment_ids is not None:
                 mask = attention_mask(seq, seq, window=cfg.window, n_sinks=cfg.n_sinks, q_seg=segment_ids,
