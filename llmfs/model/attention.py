@@ -91,12 +91,18 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None,
                 mask: torch.Tensor | None, cache=None) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
+        # One GEMM on the concatenated q/k/v weights instead of three small ones (much faster at small widths,
+        # notably on CPU); the weights stay separate parameters so names and shapes match HF Llama.
+        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))  # ((H + 2Hkv) D, d)
+        b = None if self.q_proj.bias is None else torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
+        qkv = F.linear(x, w, b).view(B, T, H + 2 * Hkv, D)  # (B, T, H + 2Hkv, D)
+        qk, v = qkv.split((H + Hkv, Hkv), dim=2)
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            qk = apply_rope(qk, *rope)  # queries and keys rotated together
+        q, k = qk.split((H, Hkv), dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|Hkv, T, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, Hkv, Tk, D): cached keys + these
         y = self.kernel(q, k, v, mask, self.dropout if self.training else 0.0)  # (B, H, T, D)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))

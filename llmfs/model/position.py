@@ -2,7 +2,7 @@
 embeddings applied to queries and keys inside attention, or nothing (causal attention alone leaks order).
 
 Every kind is built from the ModelConfig and answers two questions: `add(x, positions)` (the embedding stream
-with positions added) and `rotary(positions, dtype)` ((cos, sin) for RoPE, else None). `positions` is an int
+with positions added) and `rotary(positions, dtype)` ((cos, signed sin) for RoPE, else None). `positions` is an int
 tensor (B, T) or (1, T) of absolute positions.
 """
 
@@ -66,8 +66,10 @@ class RotaryPositions(nn.Module):
 
     def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions[..., None].float() * self.inv_freq  # (B, T, D/2), float32 for large positions
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, D): broadcast over heads
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        cos, sin = freqs.cos(), freqs.sin()
+        # (B, T, 1, D), broadcast over heads. The sign of rotate_half is folded into sin: see apply_rope.
+        return (torch.cat((cos, cos), dim=-1)[:, :, None].to(dtype),
+                torch.cat((-sin, sin), dim=-1)[:, :, None].to(dtype))
 
 
 class NoPositions(nn.Module):
@@ -87,15 +89,13 @@ POSITIONS = {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions, "ro
              "none": NoPositions}
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1) on the two halves of the last dim (HF Llama `rotate_half`)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, T, H, D) by the angles from `RotaryPositions.rotary` ((B, T, 1, D) each).
 
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, H, T, D) by the angles in cos / sin (B, 1, T, D)."""
-    return x * cos + rotate_half(x) * sin
+    HF writes x * cos + rotate_half(x) * sin with rotate_half(x1, x2) = (-x2, x1). Here the halves are swapped
+    with one `roll` and the minus sign lives in signed_sin = (-sin, sin): the same numbers in fewer kernels.
+    """
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 def positions_from_segments(segment_ids: torch.Tensor) -> torch.Tensor:

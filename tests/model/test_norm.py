@@ -17,6 +17,8 @@ def test_rmsnorm_matches_torch():
     _randomise(norm, g)
     x = torch.randn(3, 5, 16, generator=g)
     torch.testing.assert_close(norm(x), F.rms_norm(x, (16,), norm.weight, 1e-5))
+    by_hand = x / torch.sqrt(x.square().mean(-1, keepdim=True) + 1e-5) * norm.weight
+    torch.testing.assert_close(norm(x), by_hand)
 
 
 @pytest.mark.parametrize("bias", [True, False])

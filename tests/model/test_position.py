@@ -21,10 +21,10 @@ def test_rope_matches_complex_reference(theta):
     x = torch.randn(2, 2, 7, c.head_dim, generator=g, dtype=torch.float64)
     pos = torch.tensor([0, 1, 2, 5, 11, 100, 1000])
     cos, sin = POSITIONS["rope"](c).rotary(pos[None], torch.float64)
+    ours = apply_rope(x.transpose(1, 2), cos, sin).transpose(1, 2)  # apply_rope works on (B, T, H, D)
     # Angles are computed in float32 as in HF (p * inv_freq at p = 1000 carries ~6e-5 rad of rounding).
-    torch.testing.assert_close(apply_rope(x, cos, sin), rope_complex(x, pos, theta), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(apply_rope(x, cos, sin)[..., :5, :], rope_complex(x, pos, theta)[..., :5, :],
-                               atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ours, rope_complex(x, pos, theta), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours[..., :5, :], rope_complex(x, pos, theta)[..., :5, :], atol=1e-6, rtol=1e-6)
 
 
 def test_rope_scores_depend_only_on_relative_position():
