@@ -14,6 +14,7 @@ StaticKVCache: preallocated (B, Hkv, max_len, D) per layer, for batched generati
 RollingKVCache: n_sinks + window slots per layer, so generation runs past max_seq_len with bounded memory
   (StreamingLLM, Xiao et al. 2023). Positions keep increasing (absolute RoPE angles); learned positions end at
   max_seq_len, so this cache refuses them. All rows advance together (same length).
+Create a cache with the model's dtype and device; a forward with a cache appends to it in place.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Departures, all deliberate:
 - capacity = ceil(capacity_factor * tokens * top_k / n_experts) per expert per forward call; when an expert
   overflows, first choices win over second choices, then earlier tokens over later ones (GShard's priority).
   A dropped assignment contributes nothing; the token keeps its residual (and its other experts).
+  Capacity depends on how many tokens share the forward call, so with a capacity_factor cached decoding (one
+  token at a time) can differ from a full forward by design; without one they agree exactly.
 Dispatch is vectorised: assignments are sorted by expert, each expert runs once on its contiguous slice, and
 results are scattered back with index_add_. The loop is over experts, never over tokens.
 """
