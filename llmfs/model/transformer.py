@@ -124,9 +124,16 @@ class Transformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, cache=None, return_hidden: bool = False,
                 return_logits: bool = True) -> TransformerOutput:
-        """input_ids (B, T). position_ids (B, T): default arange(T), or restarting per segment when segment_ids
-        is given, or the cache's next positions. segment_ids (B, T): attention stays inside a segment (packed
-        sequences; each segment is one contiguous run and different segments of a row have different ids). cache: a StaticKVCache / RollingKVCache, appended to in place."""
+        """input_ids (B, T) -> TransformerOutput.
+
+        position_ids (B, T): by default arange(T), or restarting at each segment when segment_ids is given
+        (`positions_from_segments`), or the cache's next positions.
+        segment_ids (B, T): attention never crosses segments (packed sequences; each segment is one contiguous
+        run, and neighbouring segments have different ids). Windows and sinks count from each segment's start.
+        cache: a StaticKVCache / RollingKVCache, appended to in place (see kv_cache.py).
+        return_hidden: also return the final-norm hidden states (reward / value heads read them).
+        return_logits: False skips lm_head (a (B, T, V) matmul) when only hidden states are needed.
+        """
         B, T = input_ids.shape
         cfg = self.cfg
         if cache is not None:

@@ -1,10 +1,12 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmfs.config import from_dict
 from llmfs.model.attention import ATTENTION_IMPLS, Attention, attention_mask, manual_attention, sdpa_attention
 from llmfs.model.config import ModelConfig
-from llmfs.model.position import POSITIONS
+from llmfs.model.position import POSITIONS, positions_from_segments
 from tests.reference.attention import loop_attention, loop_mask
 
 T = 12
@@ -86,3 +88,21 @@ def test_attention_module_manual_equals_sdpa(name):
     x = torch.randn(2, T, 32)
     mask = build(MASKS[name])
     torch.testing.assert_close(manual(x, None, mask), sdpa(x, None, mask), atol=1e-6, rtol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(T_=st.integers(1, 10), window=st.one_of(st.none(), st.integers(1, 10)), n_sinks=st.integers(0, 3),
+       cuts=st.lists(st.booleans(), min_size=10, max_size=10))
+def test_mask_property(T_, window, n_sinks, cuts):
+    segments = torch.tensor(cuts[:T_]).long().cumsum(0).tolist()  # contiguous runs, new id at each True
+    seg = torch.tensor([segments])
+    sinks = n_sinks if window is not None else 0
+    pos = positions_from_segments(seg)  # windows and sinks count from each segment's start
+    got = attention_mask(pos, pos, window=window, n_sinks=sinks, q_seg=seg, k_seg=seg)[0, 0]
+    expected = torch.zeros(T_, T_, dtype=torch.bool)
+    for s in set(segments):  # per segment, the plain rule on its own positions
+        idx = [i for i in range(T_) if segments[i] == s]
+        block = loop_mask(len(idx), window=window, n_sinks=sinks)
+        expected[torch.tensor(idx)[:, None], torch.tensor(idx)[None]] = block
+    assert torch.equal(got, expected)
+    assert got.diagonal().all()  # every query sees itself, so softmax never meets an all-masked row
