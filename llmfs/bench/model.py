@@ -97,7 +97,7 @@ class Shape:
 
 
 REFERENCE = Shape("nanogpt-shakespeare-char-cpu", 65, 64, 128, 4, 4, 12)
-SIZES = (REFERENCE, Shape("d256-L4-T256", 512, 256, 256, 4, 4, 8))
+SIZES = (REFERENCE, Shape("d192-L4-T128", 512, 128, 192, 4, 4, 8), Shape("d256-L4-T256", 512, 256, 256, 4, 4, 4))
 STACKS = {  # bias False in both, as nanoGPT's train.py default, so the baseline comparison is like for like
     "classic": dict(position="learned", norm="layernorm", mlp="gelu", bias=False),
     "modern": dict(position="rope", norm="rmsnorm", mlp="swiglu", bias=False),
@@ -229,11 +229,13 @@ def peak_memory_mib(shape: Shape, variant: str, device: torch.device, steps: int
 
 
 def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, warmup: int = 5,
-        memory: bool = True) -> list[dict]:
-    """One row per (size, variant): ms/iter and tokens/s for a train step and a forward, and peak MiB."""
+        memory: bool = True, progress=None) -> list[dict]:
+    """One row per (size, variant): ms/iter and tokens/s for a train step and a forward, and memory.
+    `progress(rows)` is called with each finished size's rows."""
     dev = torch.device(device)
     rows = []
     for shape in sizes:
+        size_rows = []
         variants = ["nanogpt-baseline"] + [f"{s}/{i}" for s in STACKS for i in ("sdpa", "manual")]
         runners = {v: Runner(shape, v, dev) for v in variants}
         train = interleaved_ms(runners, "train_step", rounds=rounds, chunk=chunk, warmup=warmup)
@@ -241,13 +243,16 @@ def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, w
         tokens = shape.batch * shape.block
         for v in variants:
             n = sum(p.numel() for p in {id(p): p for p in runners[v].model.parameters()}.values())
-            rows.append({"size": shape.name, "variant": v, "params": n, "train_ms": train[v],
+            size_rows.append({"size": shape.name, "variant": v, "params": n, "train_ms": train[v],
                          "train_tok_s": tokens / train[v] * 1000, "fwd_ms": fwd[v],
                          "fwd_tok_s": tokens / fwd[v] * 1000,
                          "vs_baseline": train[v] / train["nanogpt-baseline"],
                          "saved_mib": saved_activation_mib(runners[v]),
                          "peak_mib": peak_memory_mib(shape, v, dev) if memory else math.nan})
         del runners
+        rows += size_rows
+        if progress is not None:
+            progress(size_rows)
     return rows
 
 
@@ -265,12 +270,13 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="reference shape only, 3 rounds")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--chunk", type=int, default=5, help="steps per model per round")
     p.add_argument("--no-memory", action="store_true")
     a = p.parse_args(argv)
     sizes = (REFERENCE,) if a.quick else SIZES
-    rows = run(sizes, device=a.device, rounds=3 if a.quick else a.rounds, memory=not a.no_memory)
-    print(f"torch {torch.__version__}, device {a.device}, threads {torch.get_num_threads()}")
-    print(format_table(rows))
+    print(f"torch {torch.__version__}, device {a.device}, threads {torch.get_num_threads()}", flush=True)
+    run(sizes, device=a.device, rounds=3 if a.quick else a.rounds, chunk=a.chunk, memory=not a.no_memory,
+        progress=lambda rows: print(format_table(rows), flush=True))
 
 
 if __name__ == "__main__":
