@@ -8,13 +8,17 @@ tensor (B, T) or (1, T) of absolute positions.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from llmfs.errors import ConfigError
 from llmfs.model.config import ModelConfig
+
+
+def _inverse_frequencies(base: float, dim: int, device: torch.device) -> torch.Tensor:
+    """base^(-2i/dim) for i < dim/2, in float32. Computed per call (dim/2 numbers) rather than kept in a
+    buffer, so `model.to(torch.bfloat16)` cannot round the frequencies."""
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim))  # as HF Llama
 
 
 class LearnedPositions(nn.Module):
@@ -37,11 +41,11 @@ class SinusoidalPositions(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        inv_freq = torch.exp(torch.arange(0, cfg.d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / cfg.d_model))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
+        self.dim = cfg.d_model
 
     def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        angles = positions[..., None].float() * self.inv_freq  # (B, T, D/2)
+        inv_freq = _inverse_frequencies(10000.0, self.dim, positions.device)  # (D/2,)
+        angles = positions[..., None].float() * inv_freq  # (B, T, D/2)
         pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (B, T, D) interleaved sin, cos
         return x + pe.to(x.dtype)
 
@@ -57,15 +61,14 @@ class RotaryPositions(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        d = cfg.head_dim
-        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
+        self.theta, self.dim = cfg.rope_theta, cfg.head_dim
 
     def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return x
 
     def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions[..., None].float() * self.inv_freq  # (B, T, D/2), float32 for large positions
+        inv_freq = _inverse_frequencies(self.theta, self.dim, positions.device)  # (D/2,)
+        freqs = positions[..., None].float() * inv_freq  # (B, T, D/2), float32 for large positions
         cos, sin = freqs.cos(), freqs.sin()
         # (B, T, 1, D), broadcast over heads. The sign of rotate_half is folded into sin: see apply_rope.
         return (torch.cat((cos, cos), dim=-1)[:, :, None].to(dtype),

@@ -65,3 +65,11 @@ def test_positions_from_segments():
     seg = torch.tensor([[0, 0, 0, 1, 1, 2], [5, 5, 5, 5, 5, 5], [0, 1, 1, 0, 0, 0]])
     expected = torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5], [0, 0, 1, 0, 1, 2]])
     assert torch.equal(positions_from_segments(seg), expected)
+
+
+def test_rope_angles_stay_float32_in_a_bf16_model():
+    rope = POSITIONS["rope"](cfg()).to(torch.bfloat16)
+    cos, sin = rope.rotary(torch.tensor([[1000]]), torch.float32)
+    ref = POSITIONS["rope"](cfg()).rotary(torch.tensor([[1000]]), torch.float32)
+    assert torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
+    assert list(rope.state_dict()) == []
