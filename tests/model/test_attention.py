@@ -1,0 +1,108 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmfs.config import from_dict
+from llmfs.model.attention import ATTENTION_IMPLS, Attention, attention_mask, manual_attention, sdpa_attention
+from llmfs.model.config import ModelConfig
+from llmfs.model.position import POSITIONS, positions_from_segments
+from tests.reference.attention import loop_attention, loop_mask
+
+T = 12
+SEGMENTS = [0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
+MASKS = {  # name -> kwargs of attention_mask / loop_mask
+    "causal": {}, "window": dict(window=3), "window_sinks": dict(window=3, n_sinks=2),
+    "segments": dict(segments=SEGMENTS), "window_segments": dict(window=4, n_sinks=1, segments=SEGMENTS),
+}
+
+
+def build(kw):
+    seq = torch.arange(T)[None]
+    seg = torch.tensor([kw["segments"]]) if "segments" in kw else None
+    return attention_mask(seq, seq, window=kw.get("window"), n_sinks=kw.get("n_sinks", 0), q_seg=seg, k_seg=seg)
+
+
+def qkv(H=4, Hkv=2, D=8, B=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, H, T, D, generator=g), torch.randn(B, Hkv, T, D, generator=g),
+            torch.randn(B, Hkv, T, D, generator=g))
+
+
+@pytest.mark.parametrize("name", sorted(MASKS))
+def test_mask_matches_loop_reference(name):
+    assert torch.equal(build(MASKS[name])[0, 0], loop_mask(T, **MASKS[name]))
+
+
+def test_window_mask_by_hand():
+    # window 3, 1 sink: query 5 sees keys 3, 4, 5 and the sink 0.
+    m = attention_mask(torch.arange(8)[None], torch.arange(8)[None], window=3, n_sinks=1)[0, 0]
+    assert m[5].nonzero().flatten().tolist() == [0, 3, 4, 5]
+
+
+@pytest.mark.parametrize("name", sorted(MASKS))
+@pytest.mark.parametrize("impl", sorted(ATTENTION_IMPLS))
+def test_kernels_match_loop_oracle(name, impl):
+    q, k, v = qkv()
+    mask = None if name == "causal" else build(MASKS[name])
+    out = ATTENTION_IMPLS[impl](q, k, v, mask, 0.0)
+    torch.testing.assert_close(out, loop_attention(q, k, v, loop_mask(T, **MASKS[name])), atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_plain_path_equals_explicit_causal_mask():
+    q, k, v = qkv(H=4, Hkv=4)
+    explicit = build({})
+    torch.testing.assert_close(sdpa_attention(q, k, v, None, 0.0), sdpa_attention(q, k, v, explicit, 0.0))
+    torch.testing.assert_close(manual_attention(q, k, v, None, 0.0), sdpa_attention(q, k, v, explicit, 0.0))
+
+
+def _cfg(**kw):
+    base = dict(vocab_size=16, max_seq_len=32, d_model=32, n_layers=1, n_heads=4)
+    return from_dict(ModelConfig, {**base, **kw})
+
+
+@pytest.mark.parametrize("n_kv", [1, 2])
+@pytest.mark.parametrize("impl", sorted(ATTENTION_IMPLS))
+def test_gqa_equals_mha_with_repeated_kv(n_kv, impl):
+    torch.manual_seed(0)
+    gqa = Attention(_cfg(n_kv_heads=n_kv, attn_impl=impl), 0)
+    mha = Attention(_cfg(attn_impl=impl), 0)
+    rep, D = 4 // n_kv, 8
+    with torch.no_grad():
+        mha.q_proj.weight.copy_(gqa.q_proj.weight)
+        mha.o_proj.weight.copy_(gqa.o_proj.weight)
+        for name in ("k_proj", "v_proj"):  # kv head j serves query heads j*rep ... j*rep + rep - 1
+            w = getattr(gqa, name).weight.view(n_kv, D, 32)
+            getattr(mha, name).weight.copy_(w.repeat_interleave(rep, dim=0).reshape(32, 32))
+    x = torch.randn(2, T, 32)
+    rope = POSITIONS["rope"](_cfg()).rotary(torch.arange(T)[None], torch.float32)
+    torch.testing.assert_close(gqa(x, rope, None), mha(x, rope, None), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["window_sinks", "segments", "window_segments"])
+def test_attention_module_manual_equals_sdpa(name):
+    torch.manual_seed(0)
+    manual = Attention(_cfg(n_kv_heads=2, attn_impl="manual"), 0)
+    sdpa = Attention(_cfg(n_kv_heads=2, attn_impl="sdpa"), 0)
+    sdpa.load_state_dict(manual.state_dict())
+    x = torch.randn(2, T, 32)
+    mask = build(MASKS[name])
+    torch.testing.assert_close(manual(x, None, mask), sdpa(x, None, mask), atol=1e-6, rtol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(T_=st.integers(1, 10), window=st.one_of(st.none(), st.integers(1, 10)), n_sinks=st.integers(0, 3),
+       cuts=st.lists(st.booleans(), min_size=10, max_size=10))
+def test_mask_property(T_, window, n_sinks, cuts):
+    segments = torch.tensor(cuts[:T_]).long().cumsum(0).tolist()  # contiguous runs, new id at each True
+    seg = torch.tensor([segments])
+    sinks = n_sinks if window is not None else 0
+    pos = positions_from_segments(seg)  # windows and sinks count from each segment's start
+    got = attention_mask(pos, pos, window=window, n_sinks=sinks, q_seg=seg, k_seg=seg)[0, 0]
+    expected = torch.zeros(T_, T_, dtype=torch.bool)
+    for s in set(segments):  # per segment, the plain rule on its own positions
+        idx = [i for i in range(T_) if segments[i] == s]
+        block = loop_mask(len(idx), window=window, n_sinks=sinks)
+        expected[torch.tensor(idx)[:, None], torch.tensor(idx)[None]] = block
+    assert torch.equal(got, expected)
+    assert got.diagonal().all()  # every query sees itself, so softmax never meets an all-masked row

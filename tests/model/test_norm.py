@@ -1,0 +1,51 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmfs.model.norm import NORMS, LayerNorm, RMSNorm, build_norm
+
+
+def _randomise(norm, g):
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+
+
+def test_rmsnorm_matches_torch():
+    g = torch.Generator().manual_seed(0)
+    norm = RMSNorm(16, 1e-5, False)
+    _randomise(norm, g)
+    x = torch.randn(3, 5, 16, generator=g)
+    torch.testing.assert_close(norm(x), F.rms_norm(x, (16,), norm.weight, 1e-5))
+    by_hand = x / torch.sqrt(x.square().mean(-1, keepdim=True) + 1e-5) * norm.weight
+    torch.testing.assert_close(norm(x), by_hand)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_layernorm_matches_torch_and_formula(bias):
+    g = torch.Generator().manual_seed(1)
+    norm = LayerNorm(16, 1e-5, bias)
+    _randomise(norm, g)
+    x = torch.randn(3, 5, 16, generator=g) * 3 + 1
+    ref = F.layer_norm(x, (16,), norm.weight, norm.bias, 1e-5)
+    torch.testing.assert_close(norm(x), ref)
+    by_hand = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    by_hand = by_hand * norm.weight + (norm.bias if bias else 0)
+    torch.testing.assert_close(norm(x), by_hand)
+
+
+@pytest.mark.parametrize("kind", sorted(NORMS))
+def test_low_precision_input_computed_in_fp32(kind):
+    g = torch.Generator().manual_seed(2)
+    norm = build_norm(kind, 64, 1e-5, False)
+    x = (torch.randn(4, 64, generator=g) * 300).to(torch.float16)  # x^2 overflows fp16 (> 65504)
+    y = norm(x)
+    assert y.dtype == torch.float16 and torch.isfinite(y).all()
+    torch.testing.assert_close(y, norm(x.float()).half())
+
+
+def test_rmsnorm_never_has_bias():
+    assert build_norm("rmsnorm", 8, 1e-5, True).state_dict().keys() == {"weight"}
+    assert build_norm("layernorm", 8, 1e-5, True).state_dict().keys() == {"weight", "bias"}
+    with pytest.raises(ValueError, match="RMSNorm has no bias"):
+        RMSNorm(8, 1e-5, True)
