@@ -235,7 +235,7 @@ def test_vocab_mismatch_refused(tmp_path, tokenizer_json):
 
 
 def test_replaced_tokenizer_refused(saved, tmp_path):
-    from conftest import make_tokenizer_json
+    from tests.conftest import make_tokenizer_json
 
     make_tokenizer_json(tmp_path / "other.json", vocab_size=270)
     shutil.copyfile(tmp_path / "other.json", saved / ck.TOKENIZER_FILE)
