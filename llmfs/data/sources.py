@@ -95,13 +95,12 @@ def _read(source: str | Path, separator: str, max_chars: int) -> Iterator[Piece]
 
 
 def _read_text(path: Path, separator: str, max_chars: int) -> Iterator[Piece]:
-    """Stream a text file line by line; cut long documents only before a line that starts with a non-space."""
+    """Stream a text file line by line; cut a long document only where `_safe_cut` allows."""
     buf: list[str] = []
     size = 0
-    line_no = 0
     try:
         with open(path, encoding="utf-8", newline="") as f:  # newline="": keep \r\n as written
-            for line_no, line in enumerate(f, 1):
+            for line in f:
                 if line.rstrip("\r\n") == separator:
                     if buf:  # two separators in a row make no empty document
                         yield Piece("".join(buf), True)
@@ -113,12 +112,25 @@ def _read_text(path: Path, separator: str, max_chars: int) -> Iterator[Piece]:
                 buf.append(line)
                 size += len(line)
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {e.start} near line {line_no + 1}); "
-                        "convert it to UTF-8") from None
+        raise DataError(f"{path}: not UTF-8 text ({_locate_bad_utf8(path) or e.reason}); convert it to UTF-8") \
+            from None
     except OSError as e:
         raise DataError(f"{path}: cannot read file ({e.strerror}); check its permissions") from None
     if buf:
         yield Piece("".join(buf), True)
+
+
+def _locate_bad_utf8(path: Path) -> str:
+    """Where the first invalid UTF-8 byte is ("byte b'\\xe9' on line 3"). The decoder's error offset counts from
+    its read buffer, so the file is scanned again line by line in binary (a newline byte never sits inside a
+    multi-byte character, so each line decodes on its own)."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return f"byte {raw[e.start:e.start + 1]!r} on line {line_no}"
+    return ""
 
 
 def _safe_cut(before: str, after: str) -> bool:

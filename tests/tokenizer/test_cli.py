@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def test_cli_module_imports_nothing_heavy():
 
     code = ("import sys, llmfs.tokenizer.cli; heavy = {'torch', 'numpy', 'tokenizers', 'datasets', 'regex'}; "
             "print(sorted(heavy & set(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    repo = Path(__file__).resolve().parents[2]  # the package is not installed: import it from the checkout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo).stdout
     assert json.loads(out.replace("'", '"')) == []
 
 

@@ -65,10 +65,10 @@ def test_unknown_pattern():
 
 def test_unreadable_file(tmp_path):
     bad = tmp_path / "latin1.txt"
-    bad.write_bytes("caf\xe9\n".encode("latin-1"))
+    bad.write_bytes(("fine line\n" * 5000 + "caf\xe9\n").encode("latin-1"))  # past the first read buffer
     with pytest.raises(DataError) as e:
         train_bpe_files([bad], 300, tmp_path / "out", quiet=True)
-    assert "latin1.txt: not UTF-8 text (bad byte at offset 3" in _one_line(e)
+    assert "latin1.txt: not UTF-8 text (byte b'\\xe9' on line 5001)" in _one_line(e)
     if os.geteuid() != 0:  # root reads any file
         locked = tmp_path / "locked.txt"
         locked.write_text("secret")
