@@ -56,7 +56,8 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     if mask is None:
         mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril()
     scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)  # softmax in fp32 for stability
+    # softmax in at least float32 (fp16 / bf16 exponentials lose too much), never below the input precision
+    probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
     if dropout_p > 0:
         probs = F.dropout(probs, p=dropout_p)
     return probs @ v  # (B, H, Tq, D)

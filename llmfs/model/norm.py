@@ -1,6 +1,6 @@
 """Normalisation layers: LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019).
 
-Both compute in float32 and cast back to the input dtype: the mean of squares overflows or loses precision in
+Both compute in (at least) float32 and cast back to the input dtype: the mean of squares overflows or loses precision in
 fp16/bf16 (HF Llama's `LlamaRMSNorm` does the same). Constructor signature for every kind: (dim, eps, bias).
 """
 
@@ -21,9 +21,9 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
-        bias = None if self.bias is None else self.bias.float()
-        y = F.layer_norm(x.float(), self.weight.shape, self.weight.float(), bias, self.eps)
-        return y.to(x.dtype)
+        dt = torch.promote_types(x.dtype, torch.float32)  # at least fp32; float64 stays float64
+        bias = None if self.bias is None else self.bias.to(dt)
+        return F.layer_norm(x.to(dt), self.weight.shape, self.weight.to(dt), bias, self.eps).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -39,7 +39,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
         # = x * rsqrt(mean(x^2, -1) + eps) * weight; F.rms_norm is the same formula in one fused kernel.
-        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
+        dt = torch.promote_types(x.dtype, torch.float32)  # at least fp32; float64 stays float64
+        return F.rms_norm(x.to(dt), self.weight.shape, self.weight.to(dt), self.eps).to(x.dtype)
 
 
 NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}

@@ -148,3 +148,22 @@ def test_device_and_dtype_arguments():
     b = Transformer(cfg(), generator=torch.Generator().manual_seed(3))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert dataclasses.asdict(a.cfg) == dataclasses.asdict(cfg())
+
+
+@pytest.mark.parametrize("kw", [dict(attn_impl="manual", window=3, n_sinks=1), dict(CLASSIC, attn_impl="manual"),
+                                dict(n_experts=2, top_k=1, d_ff=8)])
+def test_gradcheck_whole_model_float64(kw):
+    # No custom autograd Function exists; this checks the float64 path stays float64 end to end (norms, softmax
+    # and router compute in at least float32, never below the input precision).
+    m = Transformer(cfg(n_layers=1, d_model=4, n_heads=2, **kw), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(0))
+    x = torch.randint(0, 10, (1, 5), generator=torch.Generator().manual_seed(1))
+    names = ["layers.0.self_attn.q_proj.weight", "layers.0.input_layernorm.weight", "layers.0.mlp.router.weight"
+             if m.cfg.n_experts else "layers.0.mlp.up_proj.weight"]
+    params = tuple(dict(m.named_parameters())[n].detach().clone().requires_grad_() for n in names)
+
+    def logits(*ps):
+        return torch.func.functional_call(m, dict(zip(names, ps)), (x,)).logits
+
+    assert logits(*params).dtype == torch.float64
+    assert torch.autograd.gradcheck(logits, params)
