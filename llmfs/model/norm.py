@@ -38,9 +38,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
-        # = x * rsqrt(mean(x^2, -1) + eps) * weight; F.rms_norm is the same formula in one fused kernel.
-        dt = torch.promote_types(x.dtype, torch.float32)  # at least fp32; float64 stays float64
-        return F.rms_norm(x.to(dt), self.weight.shape, self.weight.to(dt), self.eps).to(x.dtype)
+        # Written out rather than F.rms_norm: on CPU that is a composite of more kernels (~20% slower, fwd+bwd).
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # at least fp32; float64 stays float64
+        y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)  # (..., D) / rms over D
+        return (y * self.weight.to(xf.dtype)).to(x.dtype)
 
 
 NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}

@@ -30,9 +30,9 @@ def test_literals_match_registries():
 
 def test_defaults_and_derived():
     cfg = make()
-    assert (cfg.kv_heads, cfg.head_dim, cfg.ffn_dim) == (4, 8, 128)  # swiglu: int(8*32/3)=85 -> 128
+    assert (cfg.kv_heads, cfg.head_dim, cfg.ffn_dim) == (4, 8, 96)  # swiglu: int(8*32/3) = 85 -> 96
     assert make(mlp="gelu").ffn_dim == 128 and make(mlp="gelu", d_ff=100).ffn_dim == 100
-    assert default_d_ff(128, "swiglu") == 384 and default_d_ff(768, "swiglu") == 2048
+    assert default_d_ff(128, "swiglu") == 352 and default_d_ff(768, "swiglu") == 2048
     assert default_d_ff(128, "relu2") == 512
 
 
