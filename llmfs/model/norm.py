@@ -40,7 +40,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
         # Written out rather than F.rms_norm: on CPU that is a composite of more kernels (~20% slower, fwd+bwd).
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # at least fp32; float64 stays float64
-        y = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)  # (..., D) / rms over D
+        y = xf * torch.rsqrt((xf * xf).mean(-1, keepdim=True) + self.eps)  # (..., D) / rms over D
         return (y * self.weight.to(xf.dtype)).to(x.dtype)
 
 

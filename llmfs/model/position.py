@@ -9,6 +9,7 @@ tensor (B, T) or (1, T) of absolute positions.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from llmfs.errors import ConfigError
@@ -29,7 +30,7 @@ class LearnedPositions(nn.Module):
         self.weight = nn.Parameter(torch.empty(cfg.max_seq_len, cfg.d_model))
 
     def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:  # (B, T, D)
-        return x + self.weight[positions]  # (B|1, T, D) broadcast over B
+        return x + F.embedding(positions, self.weight)  # (B|1, T, D) broadcast over B
 
     def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> None:
         return None
