@@ -1,7 +1,8 @@
 """Normalisation layers: LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019).
 
-Both compute in (at least) float32 and cast back to the input dtype: the mean of squares overflows or loses precision in
-fp16/bf16 (HF Llama's `LlamaRMSNorm` does the same). Constructor signature for every kind: (dim, eps, bias).
+Both compute in (at least) float32 and cast back to the input dtype: the mean of squares overflows or loses
+precision in fp16/bf16 (HF Llama's `LlamaRMSNorm` does the same). Constructor signature for every kind:
+(dim, eps, bias).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from torch import nn
 
 
 class LayerNorm(nn.Module):
-    """y = (x - mean) / sqrt(var + eps) * weight (+ bias), over the last dim, in float32."""
+    """y = (x - mean) / sqrt(var + eps) * weight (+ bias), over the last dim, in float32 (F.layer_norm's fused
+    kernel computes exactly this formula)."""
 
     def __init__(self, dim: int, eps: float, bias: bool):
         super().__init__()
