@@ -109,9 +109,9 @@ class ModelConfig:
                 raise invalid("first_dense_layers", f"must be < n_layers ({self.n_layers}) when n_experts > 0, "
                                                     f"got {self.first_dense_layers}; set n_experts = 0 for dense")
         else:
-            moe_only = {"shared_expert": self.shared_expert is not False,
-                        "capacity_factor": self.capacity_factor is not None,
-                        "first_dense_layers": self.first_dense_layers != 0, "moe_every": self.moe_every != 1}
-            for key, was_set in moe_only.items():
-                if was_set:
+            # A dense model with an MoE field changed from its default is a recipe mistake, not a no-op.
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for key in ("top_k", "moe_every", "first_dense_layers", "shared_expert", "capacity_factor",
+                        "aux_loss_coef", "z_loss_coef"):
+                if getattr(self, key) != defaults[key]:
                     raise invalid(key, "only applies to MoE models; set n_experts > 0 or remove it")
