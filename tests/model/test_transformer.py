@@ -167,3 +167,35 @@ def test_gradcheck_whole_model_float64(kw):
 
     assert logits(*params).dtype == torch.float64
     assert torch.autograd.gradcheck(logits, params)
+
+
+def test_sdpa_gets_is_causal_on_the_plain_path_and_a_mask_otherwise(monkeypatch):
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **kw):
+        calls.append((attn_mask is None, is_causal))
+        return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    x = torch.randint(0, 10, (1, 8))
+    model(cfg())(x)
+    assert calls == [(True, True)] * 2  # no mask tensor: the flash kernel is eligible on CUDA
+    calls.clear()
+    model(cfg(window=3))(x)
+    model(cfg())(x, segment_ids=torch.zeros(1, 8, dtype=torch.long))
+    assert calls == [(False, False)] * 4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kw", [{}, CLASSIC, dict(window=3, n_sinks=1, n_kv_heads=1)])
+def test_cuda_matches_cpu(kw):
+    m = model(cfg(**kw))
+    x = torch.randint(0, 10, (2, 8))
+    ref = m(x).logits
+    got = m.to("cuda")(x.to("cuda")).logits.cpu()
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        low = m(x.to("cuda")).logits.float().cpu()
+    torch.testing.assert_close(low, ref, atol=5e-2, rtol=5e-2)
