@@ -11,11 +11,11 @@ nanoGPT's model.py (fused c_attn, flash sdpa with is_causal, GELU MLP, LayerNorm
 so llmfs and the baseline are measured in the same process under the same load.
 
 Timing interleaves the models: each round runs `chunk` steps of every model in turn, and the reported time
-is the median over rounds, which keeps a burst of load from other processes from landing on one model only.
+is the best round's, so a burst of load from other processes cannot land on one model only.
 Memory, two ways: "saved activations" = bytes autograd keeps for backward in one training forward
 (saved-tensor hooks; exact, load-independent). "Peak": on CUDA `torch.cuda.max_memory_allocated`; on CPU the
 growth of max RSS while a fresh subprocess builds and trains that one model (torch keeps no CPU allocator
-statistics; this includes one-time thread-pool and kernel-library allocations, so compare rows, not totals).
+statistics; VmHWM includes one-time thread-pool and kernel-library allocations: compare rows, not totals).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import argparse
 import dataclasses
 import math
 import multiprocessing
-import resource
-import statistics
+import os
 import time
 
 import torch
@@ -162,7 +161,8 @@ class Runner:
 
 
 def interleaved_ms(runners: dict[str, Runner], step: str, *, rounds: int, chunk: int, warmup: int) -> dict:
-    """Median over rounds of ms per step, the models taking turns chunk by chunk."""
+    """Best round's ms per step, the models taking turns chunk by chunk. The minimum, not the mean, as
+    `timeit` advises: other processes only ever add time, so the fastest round is the least disturbed."""
     for r in runners.values():
         for _ in range(warmup):
             getattr(r, step)()
@@ -175,7 +175,7 @@ def interleaved_ms(runners: dict[str, Runner], step: str, *, rounds: int, chunk:
                 getattr(r, step)()
             r.sync()
             times[name].append((time.perf_counter() - t0) * 1000 / chunk)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: min(t) for name, t in times.items()}
 
 
 def saved_activation_mib(runner: Runner) -> float:
@@ -200,12 +200,22 @@ def saved_activation_mib(runner: Runner) -> float:
     return total / 2**20
 
 
+def _high_water_kib() -> float:
+    """VmHWM (peak resident set) of this process from /proc, in KiB. Unlike getrusage's ru_maxrss it starts
+    afresh in a spawned child (ru_maxrss keeps the forking parent's peak across exec on Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _peak_memory_child(shape: Shape, variant: str, steps: int, queue) -> None:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = _high_water_kib()
     runner = Runner(shape, variant, torch.device("cpu"))
     for _ in range(steps):
         runner.train_step()
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    queue.put((_high_water_kib() - before) / 1024)
 
 
 def peak_memory_mib(shape: Shape, variant: str, device: torch.device, steps: int = 3) -> float:
@@ -219,6 +229,8 @@ def peak_memory_mib(shape: Shape, variant: str, device: torch.device, steps: int
         peak = torch.cuda.max_memory_allocated(device) / 2**20
         del runner
         return peak
+    if not os.path.exists("/proc/self/status"):
+        return math.nan  # CPU peak memory is measured on Linux only
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_peak_memory_child, args=(shape, variant, steps, queue))

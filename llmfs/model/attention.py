@@ -56,7 +56,8 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     if mask is None:
         mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril()
     scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)  # softmax in fp32 for stability
+    # softmax in at least float32 (fp16 / bf16 exponentials lose too much), never below the input precision
+    probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
     if dropout_p > 0:
         probs = F.dropout(probs, p=dropout_p)
     return probs @ v  # (B, H, Tq, D)
@@ -92,15 +93,11 @@ class Attention(nn.Module):
                 mask: torch.Tensor | None, cache=None) -> torch.Tensor:
         B, T, _ = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
-        # One GEMM on the concatenated q/k/v weights instead of three small ones (much faster at small widths,
-        # notably on CPU); the weights stay separate parameters so names and shapes match HF Llama.
-        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))  # ((H + 2Hkv) D, d)
-        b = None if self.q_proj.bias is None else torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
-        qkv = F.linear(x, w, b).view(B, T, H + 2 * Hkv, D)  # (B, T, H + 2Hkv, D)
-        qk, v = qkv.split((H + Hkv, Hkv), dim=2)
+        q = self.q_proj(x).view(B, T, H, D)
+        k = self.k_proj(x).view(B, T, Hkv, D)
+        v = self.v_proj(x).view(B, T, Hkv, D)
         if rope is not None:
-            qk = apply_rope(qk, *rope)  # queries and keys rotated together
-        q, k = qk.split((H, Hkv), dim=2)
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|Hkv, T, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, Hkv, Tk, D): cached keys + these

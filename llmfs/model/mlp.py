@@ -39,11 +39,8 @@ class SwiGLUMLP(nn.Module):
         self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # gate and up as one GEMM on the concatenated weights (faster than two small ones); HF names kept.
-        w = torch.cat((self.gate_proj.weight, self.up_proj.weight))  # (2 F, D)
-        b = None if self.gate_proj.bias is None else torch.cat((self.gate_proj.bias, self.up_proj.bias))
-        gate, up = F.linear(x, w, b).chunk(2, dim=-1)  # (..., F) each
-        return self.down_proj(F.silu(gate) * up)
+        # Two GEMMs, not one on concatenated weights: measured faster on CPU (no weight cat, no grad cat).
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class ReLU2MLP(nn.Module):

@@ -71,7 +71,7 @@ class MoE(nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (N, D)
         N, k, E = x.shape[0], self.top_k, self.n_experts
-        logits = self.router(x).float()  # (N, E); routing decisions in float32
+        logits = self.router(x).to(torch.promote_types(x.dtype, torch.float32))  # (N, E); routing in >= fp32
         weights, chosen = logits.softmax(dim=-1).topk(k, dim=-1)  # (N, k), (N, k)
         weights = weights / weights.sum(dim=-1, keepdim=True)  # renormalise over the chosen k
         aux, z, load = router_losses(logits, chosen, E)

@@ -30,9 +30,9 @@ def test_literals_match_registries():
 
 def test_defaults_and_derived():
     cfg = make()
-    assert (cfg.kv_heads, cfg.head_dim, cfg.ffn_dim) == (4, 8, 128)  # swiglu: int(8*32/3)=85 -> 128
+    assert (cfg.kv_heads, cfg.head_dim, cfg.ffn_dim) == (4, 8, 96)  # swiglu: int(8*32/3) = 85 -> 96
     assert make(mlp="gelu").ffn_dim == 128 and make(mlp="gelu", d_ff=100).ffn_dim == 100
-    assert default_d_ff(128, "swiglu") == 384 and default_d_ff(768, "swiglu") == 2048
+    assert default_d_ff(128, "swiglu") == 352 and default_d_ff(768, "swiglu") == 2048
     assert default_d_ff(128, "relu2") == 512
 
 
@@ -53,6 +53,7 @@ def test_moe_layer_placement():
     (dict(n_experts=2, first_dense_layers=2), "first_dense_layers: must be < n_layers (2)"),
     (dict(capacity_factor=1.0), "capacity_factor: only applies to MoE models"),
     (dict(shared_expert=True), "shared_expert: only applies to MoE models"),
+    (dict(top_k=1), "top_k: only applies to MoE models; set n_experts > 0 or remove it"),
     (dict(norm="batchnorm"), "'batchnorm' is not one of 'layernorm', 'rmsnorm'"),
     (dict(dropout=1.0), "dropout: must be < 1"),
     (dict(n_heads=0), "n_heads: must be > 0"),
@@ -66,3 +67,9 @@ def test_validation_errors(kw, message):
 def test_missing_key_is_named():
     with pytest.raises(ConfigError, match="vocab_size: missing required key"):
         from_dict(ModelConfig, {k: v for k, v in BASE.items() if k != "vocab_size"})
+
+
+def test_round_trips_through_plain_data():
+    from llmfs.config import to_dict
+    for cfg in (make(), make(n_kv_heads=2, window=8, n_sinks=1, n_experts=4, top_k=1, capacity_factor=1.25)):
+        assert from_dict(ModelConfig, to_dict(cfg)) == cfg
