@@ -93,6 +93,10 @@ def inspect(
     typer.echo("checkpoint OK: file set, sha256 of every file, format_version and tokenizer vocab verified")
 
 
+from llmfs.tokenizer.cli import app as tokenize_app  # noqa: E402 - imports only typer
+
+app.add_typer(tokenize_app, name="tokenize")
+
 data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

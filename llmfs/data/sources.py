@@ -68,7 +68,12 @@ def iter_documents(specs: Sequence[str | Path], *, separator: str = "<|endoftext
 
 
 def _expand(spec: str | Path) -> list[str | Path]:
-    """The files (or the hub name) one spec stands for."""
+    """The files (or the hub name, or the built-in source) one spec stands for."""
+    if str(spec).startswith("builtin:"):
+        from llmfs.data.builtin import parse_builtin
+
+        parse_builtin(str(spec))  # an unknown name or parameter fails here, before anything is read
+        return [str(spec)]
     path = Path(spec)
     if path.is_file():
         return [path]
@@ -86,7 +91,9 @@ def _expand(spec: str | Path) -> list[str | Path]:
 
 
 def _read(source: str | Path, separator: str, max_chars: int) -> Iterator[Piece]:
-    if isinstance(source, str):
+    if isinstance(source, str) and source.startswith("builtin:"):
+        yield from _read_builtin(source, max_chars)
+    elif isinstance(source, str):
         yield from _read_hub(source, max_chars)
     elif source.suffix.lower() in TABLE_SUFFIXES:
         yield from _read_table(source, max_chars)
@@ -184,6 +191,17 @@ def _read_table(path: Path, max_chars: int) -> Iterator[Piece]:
         raise DataError(f"{path}: cannot read as {builder} ({type(e).__name__}: {first})") from None
 
 
+def _read_builtin(spec: str, max_chars: int) -> Iterator[Piece]:
+    """The training split of a built-in text source (`builtin:stories`), one document per record."""
+    from llmfs.data.builtin import iter_builtin
+
+    for record in iter_builtin(spec, split="train"):
+        if "text" not in record:
+            raise DataError(f"{spec}: records have no 'text' field ({', '.join(record)}); use a text source "
+                            "such as builtin:stories")
+        yield from cut(record["text"], max_chars)
+
+
 def _read_hub(name: str, max_chars: int) -> Iterator[Piece]:
     import datasets
 
@@ -195,4 +213,5 @@ def _read_hub(name: str, max_chars: int) -> Iterator[Piece]:
     except Exception as e:  # offline, unknown name, no train split: one clear line
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise DataError(f"{name}: not a local path, and loading it as a hub dataset failed "
-                        f"({type(e).__name__}: {first})") from None
+                        f"({type(e).__name__}: {first}); offline, download it elsewhere and pass the local "
+                        ".jsonl / .parquet / .txt path instead") from None

@@ -32,7 +32,9 @@ def wrap_model(model: torch.nn.Module, parallel: str, rt: Runtime) -> torch.nn.M
     if parallel == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        # an MoE expert that receives no token in a step gets no gradient: DDP must be told to expect that
+        return DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+                                       find_unused_parameters=model.cfg.n_experts > 0)
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     policy = MixedPrecisionPolicy()

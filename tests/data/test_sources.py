@@ -76,3 +76,24 @@ def test_hub_names_are_only_non_paths(tmp_path):
     for not_hub in ["./x/y", "data/x.txt", "nothing"]:
         with pytest.raises(DataError, match="input not found"):
             _expand(not_hub)
+
+
+def test_builtin_sources_through_the_one_loader():
+    from llmfs.data.builtin import iter_builtin
+    from llmfs.data.sources import iter_documents
+
+    docs = list(iter_documents(["builtin:stories?n=5"]))
+    assert docs == [r["text"] for r in iter_builtin("builtin:stories?n=5")]
+    with pytest.raises(DataError, match="unknown built-in source 'storys'"):
+        list(iter_documents(["builtin:storys"]))
+    with pytest.raises(DataError, match=r"builtin:arithmetic\?n=2: records have no 'text' field"):
+        list(iter_documents(["builtin:arithmetic?n=2"]))
+
+
+def test_offline_hub_name_says_how_to_use_a_local_file(monkeypatch):
+    from llmfs.data.sources import iter_documents
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="offline, download it elsewhere and pass the local"):
+        list(iter_documents(["nobody/no-such-dataset"]))

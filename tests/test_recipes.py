@@ -1,0 +1,37 @@
+"""Every file under recipes/ loads into its recipe class (a new recipe must be added here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmfs.config import dump_toml, load_recipe
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe_class(name: str):
+    from llmfs.train.pretrain import PretrainRecipe
+
+    return {"small": PretrainRecipe, "classic": PretrainRecipe}[name]
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
+def test_recipe_loads_and_round_trips(path, tmp_path):
+    r = load_recipe(path, recipe_class(path.stem))
+    again = tmp_path / path.name
+    again.write_text(dump_toml(r))
+    assert load_recipe(again, recipe_class(path.stem)) == r
+
+
+def test_recipes_directory_is_not_empty():
+    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"small", "classic"}
+
+
+def test_small_and_classic_differ_only_in_architecture():
+    small = load_recipe(RECIPES / "small.toml", recipe_class("small"))
+    classic = load_recipe(RECIPES / "classic.toml", recipe_class("classic"))
+    assert small.data == classic.data and small.optim == classic.optim and small.schedule == classic.schedule
+    assert (classic.model.position, classic.model.norm, classic.model.mlp) == ("learned", "layernorm", "gelu")
+    assert (small.model.position, small.model.norm, small.model.mlp) == ("rope", "rmsnorm", "swiglu")
