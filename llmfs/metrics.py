@@ -43,7 +43,7 @@ def _format(key: str, value: Any) -> str:
     if isinstance(value, float):
         if key == "lr" or (value != 0 and abs(value) < 1e-3):
             return f"{key} {value:.2e}"
-        return f"{key} {value:,.0f}" if abs(value) >= 1e4 else f"{key} {value:.4f}"
+        return f"{key} {value:,.0f}" if abs(value) >= 1e3 else f"{key} {value:.4f}"
     return f"{key} {value}"
 
 

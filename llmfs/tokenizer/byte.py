@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 from llmfs.tokenizer.encoder import utf8
 from llmfs.tokenizer.patterns import special_splitter
+from llmfs.tokenizer.table import TableDecoder
 from llmfs.tokenizer.specials import AllowedSpecial, check_specials, encode_with_specials
 
-REPLACEMENT = "\ufffd".encode("utf-8")
 
 
-class ByteTokenizer:
+class ByteTokenizer(TableDecoder):
     """UTF-8 bytes as ids; `special_tokens` take ids 256, 257, ..."""
 
     kind = "byte"
@@ -51,13 +51,3 @@ class ByteTokenizer:
         """Same as `encode` per text: encoding to bytes already runs in C, so no `tokenizers` round trip."""
         return [self.encode(t, allowed_special) for t in texts]
 
-    def token_bytes(self, i: int) -> bytes:
-        return self._table[i] if 0 <= i < len(self._table) else REPLACEMENT
-
-    def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        table, n = self._table, len(self._table)
-        return b"".join(table[i] if 0 <= i < n else REPLACEMENT for i in ids)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of `ids`; never raises (invalid UTF-8 and unknown ids become U+FFFD)."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llmfs.tokenizer.patterns import compile_pattern, special_splitter
+from llmfs.tokenizer.table import TableDecoder
 from llmfs.tokenizer.specials import AllowedSpecial, check_specials, encode_with_specials
 
-REPLACEMENT = "\ufffd".encode("utf-8")  # what an unknown id decodes to
 CACHE_LIMIT = 1 << 16  # pre-tokens kept in the per-instance cache before it is cleared (bounded memory)
 
 
@@ -37,7 +37,7 @@ def utf8(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
-class BPETokenizer:
+class BPETokenizer(TableDecoder):
     """A trained byte-level BPE. Build with `train_bpe` (bpe.py) or `load` (hf.py).
 
     vocab:    id -> bytes for the byte and merge ids (len = 256 + number of merges, minus merges that re-spell
@@ -134,14 +134,3 @@ class BPETokenizer:
         return fast_encode_batch(self._hf, texts, allowed_special)
 
     # ------------------------------------------------------------------------------------------ decode
-    def token_bytes(self, i: int) -> bytes:
-        """The bytes of id `i`; U+FFFD's bytes for an id outside the vocabulary."""
-        return self._table[i] if 0 <= i < len(self._table) else REPLACEMENT
-
-    def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        table, n = self._table, len(self._table)
-        return b"".join(table[i] if 0 <= i < n else REPLACEMENT for i in ids)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of `ids`; never raises (invalid UTF-8 and unknown ids become U+FFFD)."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")

@@ -22,8 +22,7 @@ import numpy as np
 
 from llmfs.errors import DataError
 
-INDEX_FILE = "index.json"
-FORMAT = "llmfs-token-shards"
+from llmfs.data.shards import FORMAT, INDEX_FILE
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -94,18 +93,14 @@ class ShardWriter:
 
 def read_index(directory: str | Path) -> dict:
     """The index of a shard directory; DataError when it is not one."""
-    f = Path(directory) / INDEX_FILE
-    if not f.is_file():
-        raise DataError(f"{f}: not found; pass a directory written by 'llmfs tokenize encode'")
-    index = json.loads(f.read_text(encoding="utf-8"))
-    if index.get("format") != FORMAT:
-        raise DataError(f"{f}: format is {index.get('format')!r}, expected {FORMAT!r}")
-    return index
+    from llmfs.data.shards import TokenShards
+
+    return TokenShards(directory).index
 
 
 def read_tokens(directory: str | Path) -> np.ndarray:
-    """All tokens of a shard directory, concatenated (memmapped shards; for tests and inspection)."""
-    index = read_index(directory)
-    parts = [np.memmap(Path(directory) / s["file"], dtype=np.dtype(index["dtype"]).newbyteorder("<"), mode="r")
-             for s in index["shards"] if s["tokens"]]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=index["dtype"])
+    """All tokens of a shard directory, concatenated (for tests and inspection)."""
+    from llmfs.data.shards import TokenShards
+
+    shards = TokenShards(directory)
+    return shards.window(0, shards.num_tokens)
