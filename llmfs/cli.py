@@ -97,6 +97,37 @@ from llmfs.tokenizer.cli import app as tokenize_app  # noqa: E402 - imports only
 
 app.add_typer(tokenize_app, name="tokenize")
 
+export_app = typer.Typer(help="Export a checkpoint to another format.", no_args_is_help=True)
+import_app = typer.Typer(help="Import a checkpoint from another format.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+app.add_typer(import_app, name="import")
+
+
+@export_app.command("hf")
+def export_hf(
+    checkpoint: str = typer.Argument(..., help="An llmfs causal_lm checkpoint (or its run directory)."),
+    out: str = typer.Argument(..., help="New directory for the transformers model."),
+    arch: str = typer.Option(None, "--arch", help="llama or gpt2 [default: gpt2 for learned positions, else llama]."),
+) -> None:
+    """Write a directory that transformers' AutoModelForCausalLM / AutoTokenizer load."""
+    from llmfs.model.hf_files import export_hf as export
+
+    if arch not in (None, "llama", "gpt2"):
+        raise LlmfsError(f"--arch {arch}: use llama or gpt2")
+    typer.echo(f"exported: {export(checkpoint, out, arch)}")
+
+
+@import_app.command("hf")
+def import_hf(
+    directory: str = typer.Argument(..., help="A transformers Llama / GPT-2 directory with safetensors weights."),
+    out: str = typer.Argument(..., help="New llmfs checkpoint directory."),
+) -> None:
+    """Read a transformers Llama / GPT-2 directory into an llmfs checkpoint."""
+    from llmfs.model.hf_files import import_hf as do_import
+
+    typer.echo(f"imported: {do_import(directory, out)}")
+
+
 data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

@@ -1,0 +1,104 @@
+"""`llmfs export hf` / `llmfs import hf`: Hugging Face model directories on disk, through `hf.py`'s conversions.
+
+An exported directory holds `config.json` (the `transformers` config), `model.safetensors`, `tokenizer.json`,
+`tokenizer_config.json` and `generation_config.json`, so `AutoModelForCausalLM.from_pretrained(OUT)` and
+`AutoTokenizer.from_pretrained(OUT)` load it offline. Import reads such a directory (ours, or a small Llama /
+GPT-2 saved by `transformers` as safetensors, single file or sharded with `model.safetensors.index.json`) into
+an llmfs checkpoint. Written atomically (`OUT.tmp/` then rename) like every llmfs output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from llmfs import checkpoint as ck
+from llmfs.config import from_dict
+from llmfs.errors import CheckpointError, LlmfsError
+from llmfs.model.config import ModelConfig
+from llmfs.model.hf import from_hf, to_hf
+
+
+def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) -> Path:
+    """Write the causal LM of `checkpoint` as a `transformers` directory; returns `out`."""
+    from llmfs.model.transformer import Transformer
+
+    ckpt = ck.open_checkpoint(checkpoint)
+    if ckpt.kind != "causal_lm":
+        raise LlmfsError(f"{ckpt.path}: is a '{ckpt.kind}' checkpoint; only causal_lm checkpoints export to HF")
+    cfg = from_dict(ModelConfig, dict(ckpt.model_config), source=str(ckpt.path / ck.CONFIG_FILE))
+    state = ck.read_weights(ckpt, Transformer(cfg))  # names, shapes and ties to check the file against
+    hf_config, hf_state = to_hf(cfg, state, arch)
+    out = Path(out)
+    if out.exists():
+        raise LlmfsError(f"{out}: already exists; choose another output directory or delete it")
+    tokens = _special_tokens(ckpt.tokenizer_path)
+    eot = tokens[0] if tokens else None
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2), encoding="utf-8")
+        save_file({k: v.contiguous() for k, v in hf_state.items()}, tmp / "model.safetensors",
+                  metadata={"format": "pt"})
+        shutil.copyfile(ckpt.tokenizer_path, tmp / "tokenizer.json")
+        (tmp / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_seq_len,
+            "eos_token": eot, "bos_token": eot, "unk_token": None, "clean_up_tokenization_spaces": False,
+            "add_bos_token": False, "add_eos_token": False}, indent=2), encoding="utf-8")
+        eot_id = _token_id(ckpt.tokenizer_path, eot)
+        (tmp / "generation_config.json").write_text(json.dumps(
+            {"eos_token_id": eot_id, "bos_token_id": eot_id}, indent=2), encoding="utf-8")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def import_hf(directory: str | Path, out: str | Path) -> Path:
+    """Read a `transformers` Llama / GPT-2 directory into an llmfs checkpoint at `out`."""
+    d = Path(directory)
+    config_path = d / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{d}: no config.json; give a directory saved by transformers or llmfs export hf")
+    if not (d / "tokenizer.json").is_file():
+        raise CheckpointError(f"{d}: no tokenizer.json (an llmfs checkpoint carries its tokenizer); save the "
+                              "fast tokenizer into the directory first")
+    hf_config = json.loads(config_path.read_text(encoding="utf-8"))
+    cfg, ours = from_hf(hf_config, _read_weights(d))
+    return ck.save(out, kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=ours,
+                   tokenizer_json=d / "tokenizer.json", extra={"stage": "import", "source": str(d)})
+
+
+def _read_weights(d: Path) -> dict:
+    files = [d / "model.safetensors"] if (d / "model.safetensors").is_file() else []
+    index = d / "model.safetensors.index.json"
+    if not files and index.is_file():
+        names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        files = [d / n for n in names]
+    if not files:
+        raise CheckpointError(f"{d}: no model.safetensors (or sharded index); llmfs reads safetensors only, "
+                              "never pickled .bin weights: re-save with safe_serialization=True")
+    state = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            state.update({k: fh.get_tensor(k) for k in fh.keys()})
+    return state
+
+
+def _special_tokens(tokenizer_json: Path) -> list[str]:
+    doc = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    return [t["content"] for t in doc.get("added_tokens", []) if t.get("special")]
+
+
+def _token_id(tokenizer_json: Path, token: str | None) -> int | None:
+    if token is None:
+        return None
+    doc = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    return next((t["id"] for t in doc.get("added_tokens", []) if t["content"] == token), None)
