@@ -62,6 +62,18 @@ def pretrain(
 
 
 @app.command()
+def plot(
+    run_dir: str = typer.Argument(..., help="A run directory (holding metrics.jsonl)."),
+    out: str = typer.Option(None, "--out", help="Where to write the PNGs [default: RUN_DIR/plots]."),
+) -> None:
+    """Draw loss, bits per byte, learning rate and throughput curves as PNG files (needs llmfs[plot])."""
+    from llmfs.plot import plot_run
+
+    for path in plot_run(run_dir, out):
+        typer.echo(str(path))
+
+
+@app.command()
 def inspect(
     checkpoint: str = typer.Argument(..., help="A checkpoint directory, or a run directory (its final/ or latest)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
