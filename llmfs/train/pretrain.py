@@ -31,7 +31,8 @@ from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, Runtime, setup, teardown
 from llmfs.train.optim import OptimConfig, build_optimizer, set_lr
-from llmfs.train.pretrain_data import DataConfig, TokenizerConfig
+from llmfs.tokenizer.registry import TokenizerConfig
+from llmfs.train.pretrain_data import DataConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
 
 

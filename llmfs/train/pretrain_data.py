@@ -26,23 +26,9 @@ from llmfs.config import invalid, option
 from llmfs.data.builtin.split import wanted
 from llmfs.data.shards import INDEX_FILE, TokenShards
 from llmfs.errors import DataError
+from llmfs.tokenizer.registry import TokenizerConfig
 
 SOURCE_FILE = "source.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenizerConfig:
-    """The pretraining `[tokenizer]` section: use a trained tokenizer, or train one on the data first."""
-
-    path: str = ""  # a directory written by `llmfs tokenize train-bpe`; "" = train one into RUN/tokenizer
-    kind: Literal["bpe", "byte"] = "bpe"  # when training: a BPE, or the 256-byte tokenizer (nothing to train)
-    vocab_size: int = option(4096, ge=257, doc="BPE size when training one: 256 bytes + merges + specials")
-    pattern: Literal["gpt2", "gpt4"] = "gpt4"
-    train_chars: int = option(5_000_000, gt=0, doc="characters of training data the BPE is trained on")
-
-    def validate(self) -> None:
-        if self.path and self.kind == "byte":
-            raise invalid("kind", "a byte tokenizer is not loaded from a path; leave path empty")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,15 +75,15 @@ def _slug(i: int, spec: str) -> str:
 
 def prepare_tokenizer(cfg: TokenizerConfig, data: DataConfig, run_dir: Path, quiet: bool):
     """Load the recipe's tokenizer, or train one into RUN/tokenizer (reused when already there)."""
-    from llmfs.tokenizer import ByteTokenizer, load, save, train_bpe
+    from llmfs.tokenizer import build_tokenizer, load, save, train_bpe
 
     if cfg.path:
-        return load(cfg.path), Path(cfg.path)
+        return build_tokenizer(cfg), Path(cfg.path)
     out = run_dir / "tokenizer"
     if (out / "tokenizer.json").is_file():
         return load(out), out
     if cfg.kind == "byte":
-        tok = ByteTokenizer()
+        tok = build_tokenizer(cfg)
     else:
         def sample() -> Iterator[str]:
             budget = cfg.train_chars
@@ -109,7 +95,8 @@ def prepare_tokenizer(cfg: TokenizerConfig, data: DataConfig, run_dir: Path, qui
                     if share <= 0:
                         break
 
-        tok = train_bpe(sample(), cfg.vocab_size, pattern=cfg.pattern, quiet=quiet)
+        tok = train_bpe(sample(), cfg.vocab_size, special_tokens=cfg.special_tokens, pattern=cfg.pattern,
+                        quiet=quiet)
     tmp = out.with_name("tokenizer.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save(tok, tmp)

@@ -89,6 +89,12 @@ def test_tokenizer_directory_from_another_format(tmp_path):
         encode_files(tmp_path / "in.txt.d", [tmp_path / "in.txt"], tmp_path / "out", quiet=True)
 
 
-def test_tokenizer_config_needs_path_for_bpe():
-    with pytest.raises(ConfigError, match="path: kind 'bpe' needs the directory"):
-        from_dict(TokenizerConfig, {"kind": "bpe"}, source="r.toml")
+def test_tokenizer_config_checks():
+    with pytest.raises(ConfigError, match="r.toml: kind: a byte tokenizer is not loaded from a path"):
+        from_dict(TokenizerConfig, {"kind": "byte", "path": "tok/"}, source="r.toml")
+    with pytest.raises(ConfigError, match=r"vocab_size: must be >= 257"):
+        from_dict(TokenizerConfig, {"vocab_size": 100}, source="r.toml")
+    from llmfs.tokenizer import build_tokenizer
+
+    with pytest.raises(ValueError, match="must be trained on data first"):
+        build_tokenizer(from_dict(TokenizerConfig, {"kind": "bpe"}))
