@@ -5,6 +5,7 @@ final/                      (or step-000500/)
   model.safetensors         weights of the unwrapped module; metadata {"format": "pt", "llmfs_tied": {...}}
   config.json               format_version, llmfs_version, kind, model config, lineage, sha256 of every file
   tokenizer.json            loadable by `tokenizers.Tokenizer.from_file`
+  chat_template.jinja       chat models only: the chat template (llmfs/tokenizer/chat.py), for transformers too
   recipe.toml               the resolved recipe that produced it (optional)
   optimizer.safetensors     resume only: optimizer tensors; param groups and scalars in the metadata
   trainer_state.json        resume only: step, tokens seen, data position, seeds
@@ -39,6 +40,7 @@ from safetensors.torch import save_file
 
 from llmfs import __version__
 from llmfs.errors import CheckpointError
+from llmfs.tokenizer.chat import TEMPLATE_FILE
 
 FORMAT_VERSION = 1
 KINDS = ("causal_lm", "reward", "value")
@@ -169,6 +171,9 @@ def save(directory: str | Path, *, kind: str, model_config: Mapping[str, Any],
     with _atomic_directory(directory) as tmp:
         save_file(tensors, tmp / MODEL_FILE, metadata={"format": "pt", "llmfs_tied": json.dumps(tied)})
         shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
+        template = Path(tokenizer_json).with_name(TEMPLATE_FILE)
+        if template.is_file():  # the chat template written beside the tokenizer (llmfs/tokenizer/chat.py)
+            shutil.copyfile(template, tmp / TEMPLATE_FILE)
         if recipe_toml is not None:
             (tmp / RECIPE_FILE).write_text(recipe_toml, encoding="utf-8")
         if resume is not None:

@@ -1,7 +1,8 @@
 """`llmfs export hf` / `llmfs import hf`: Hugging Face model directories on disk, through `hf.py`'s conversions.
 
 An exported directory holds `config.json` (the `transformers` config), `model.safetensors`, `tokenizer.json`,
-`tokenizer_config.json` and `generation_config.json`, so `AutoModelForCausalLM.from_pretrained(OUT)` and
+`tokenizer_config.json` and `generation_config.json` (plus the chat template of a chat model, with generation
+stopping at its end-of-turn token), so `AutoModelForCausalLM.from_pretrained(OUT)` and
 `AutoTokenizer.from_pretrained(OUT)` load it offline. Import reads such a directory (ours, or a small Llama /
 GPT-2 saved by `transformers` as safetensors, single file or sharded with `model.safetensors.index.json`) into
 an llmfs checkpoint. Written atomically (`OUT.tmp/` then rename) like every llmfs output.
@@ -22,6 +23,7 @@ from llmfs.config import from_dict
 from llmfs.errors import CheckpointError, LlmfsError
 from llmfs.model.config import ModelConfig
 from llmfs.model.hf import from_hf, to_hf
+from llmfs.tokenizer.chat import END
 
 
 def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) -> Path:
@@ -39,6 +41,8 @@ def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) 
         raise LlmfsError(f"{out}: already exists; choose another output directory or delete it")
     tokens = _special_tokens(ckpt.tokenizer_path)
     eot = tokens[0] if tokens else None
+    template = ckpt.path / ck.TEMPLATE_FILE
+    chat = template.is_file()  # a chat model: replies end at <|end|>, so generation stops there too
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -47,13 +51,19 @@ def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) 
         save_file({k: v.contiguous() for k, v in hf_state.items()}, tmp / "model.safetensors",
                   metadata={"format": "pt"})
         shutil.copyfile(ckpt.tokenizer_path, tmp / "tokenizer.json")
-        (tmp / "tokenizer_config.json").write_text(json.dumps({
+        tok_config = {
             "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_seq_len,
             "eos_token": eot, "bos_token": eot, "unk_token": None, "clean_up_tokenization_spaces": False,
-            "add_bos_token": False, "add_eos_token": False}, indent=2), encoding="utf-8")
+            "add_bos_token": False, "add_eos_token": False}
         eot_id = _token_id(ckpt.tokenizer_path, eot)
+        eos_ids: int | list[int] | None = eot_id
+        if chat:
+            shutil.copyfile(template, tmp / ck.TEMPLATE_FILE)
+            tok_config["chat_template"] = template.read_text(encoding="utf-8").strip()
+            eos_ids = [eot_id, _token_id(ckpt.tokenizer_path, END)]
+        (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2), encoding="utf-8")
         (tmp / "generation_config.json").write_text(json.dumps(
-            {"eos_token_id": eot_id, "bos_token_id": eot_id}, indent=2), encoding="utf-8")
+            {"eos_token_id": eos_ids, "bos_token_id": eot_id}, indent=2), encoding="utf-8")
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -87,8 +87,9 @@ def fast_encode_batch(hf, texts: Sequence[str], allowed_special) -> list[list[in
 
 
 def save(tok, directory: str | Path) -> str:
-    """Write tokenizer.json, vocab.json and merges.txt into `directory` (created); returns the sha256 of
-    tokenizer.json, the tokenizer's identity in checkpoints and shard indexes."""
+    """Write tokenizer.json, vocab.json and merges.txt (and chat_template.jinja when the tokenizer has the chat
+    tokens) into `directory` (created); returns the sha256 of tokenizer.json, the tokenizer's identity in
+    checkpoints and shard indexes."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     doc = to_json(tok)
@@ -98,6 +99,10 @@ def save(tok, directory: str | Path) -> str:
                                     encoding="utf-8")
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in doc["model"]["merges"]]  # GPT-2's merges.txt format
     (out / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from llmfs.tokenizer.chat import CHAT_TEMPLATE_JINJA, TEMPLATE_FILE, has_chat_tokens
+
+    if has_chat_tokens(tok):  # the chat template travels with the tokenizer that has its tokens
+        (out / TEMPLATE_FILE).write_text(CHAT_TEMPLATE_JINJA + "\n", encoding="utf-8")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
