@@ -191,12 +191,13 @@ def test_bad_recipe_values_fail_before_any_work(tmp_path, override, message):
 
 
 def test_batch_not_divisible_by_processes():
-    from llmfs.train.pretrain import _plan_batches
+    from llmfs.train.loop import plan_batches
 
-    recipe_like = type("R", (), {"data": type("D", (), {"batch_size": 8, "micro_batch_size": 0})()})()
     with pytest.raises(LlmfsError, match="data.batch_size 8 is not divisible by the 3 processes"):
-        _plan_batches(recipe_like, 3)
-    assert _plan_batches(recipe_like, 2) == (4, 1)
+        plan_batches(8, 0, 3)
+    assert plan_batches(8, 0, 2) == (4, 1)
+    with pytest.raises(LlmfsError, match="micro_batch_size 3 does not divide the 4 windows"):
+        plan_batches(8, 3, 2)
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):

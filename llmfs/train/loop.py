@@ -1,0 +1,190 @@
+"""The step loop every trainer shares (pretrain, sft): run directory rules, stop signals, logging cadence,
+evaluation, samples and checkpoints. A stage supplies plain functions (its batches, its loss, its evaluation,
+its save); the loop owns the order in which they run, so resume, Ctrl-C and non-finite handling behave the same
+in every stage.
+
+Exact resume: the batch of step s must be a pure function of (seed, s) (each stage's `batches`), and the global
+torch RNG (dropout) is re-seeded from (seed, s, rank) before each step, so a run stopped at step k and resumed
+computes bit-for-bit what the uninterrupted run computes. SIGINT / SIGTERM finish the current step, save a
+checkpoint and return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from llmfs import checkpoint as ck
+from llmfs.errors import LlmfsError
+from llmfs.metrics import Metrics
+from llmfs.runtime import Runtime
+from llmfs.train.optim import set_lr
+from llmfs.train.step import train_step
+
+
+class Stop:
+    """Set by SIGINT / SIGTERM; the loop saves and exits after the current step."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):  # noqa: ANN001 - signal handler signature
+        self.requested = True
+
+
+def check_run_dir(run_dir: Path, recipe_text: str, resume: bool, force: bool) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh run; refuse a changed recipe unless forced."""
+    has_ckpt = (run_dir / "latest").is_file()
+    if not has_ckpt:
+        if resume:
+            raise LlmfsError(f"--resume: {run_dir} has no checkpoint to resume from")
+        return None
+    old = (run_dir / "recipe.toml").read_text(encoding="utf-8") if (run_dir / "recipe.toml").is_file() else ""
+    if old != recipe_text and not force:
+        changed = changed_keys(old, recipe_text)
+        raise LlmfsError(f"{run_dir} holds a run with a different recipe (changed: {', '.join(changed) or '?'}); "
+                         "set another run.name, or pass --force to continue it with the new recipe")
+    return ck.resolve(run_dir)
+
+
+def changed_keys(old: str, new: str) -> list[str]:
+    import tomllib
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(tomllib.loads(old or "")), flat(tomllib.loads(new))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def plan_batches(batch_size: int, micro_batch_size: int, world: int, unit: str = "windows") -> tuple[int, int]:
+    """(rows per forward, micro-batches per step); a clear error when the batch does not divide."""
+    if batch_size % world:
+        raise LlmfsError(f"data.batch_size {batch_size} is not divisible by the {world} processes; "
+                         f"use a multiple of {world}")
+    per_rank = batch_size // world
+    micro = micro_batch_size or per_rank
+    if per_rank % micro:
+        raise LlmfsError(f"data.micro_batch_size {micro} does not divide the {per_rank} {unit} each process "
+                         f"takes per step (data.batch_size {batch_size} / {world} processes)")
+    return micro, per_rank // micro
+
+
+def barrier(rt: Runtime) -> None:
+    if rt.dist.world_size > 1:
+        torch.distributed.barrier()
+
+
+def peak_flops(rt: Runtime) -> float | None:
+    """Matmul FLOP/s measured here (the MFU denominator), or None if it cannot be measured quickly."""
+    from llmfs.bench.peak import measure_matmul_flops
+
+    dtype = rt.autocast_dtype or torch.float32
+    return measure_matmul_flops(rt.device, dtype, seconds=0.2)
+
+
+@dataclasses.dataclass
+class Progress:
+    """What trainer_state.json carries besides the seed: where the run is."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    skips: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+    total: int  # steps
+    log_every: int
+    eval_every: int  # 0 = only at the end
+    sample_every: int  # 0 = only at the end
+    save_every: int  # 0 = only the final checkpoint
+    max_skips: int  # non-finite steps tolerated
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """The stage-specific functions the loop calls."""
+
+    batches: Callable[[int], tuple[list[tuple[torch.Tensor, ...]], int]]  # step -> (micro-batches, tokens)
+    loss_fn: Callable  # (model, *tensors) -> (loss, output), see train_step
+    lr_at: Callable[[int], float]
+    evaluate: Callable[[int], dict]  # step -> metrics to log as kind "eval"
+    sample: Callable[[int], None]
+    save: Callable[[int, bool], Path | None]  # (step, final) -> directory (None on non-main ranks)
+    flops_per_token: float = 0.0
+
+
+def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime, stage: Stage,
+               cadence: Cadence, progress: Progress, *, seed: int, grad_clip: float, metrics: Metrics,
+               final_dir: Path, resumed_from: Path | None, peak: float | None) -> Path:
+    """Run steps progress.step .. cadence.total; return the final checkpoint (or the last one saved when a
+    stop signal came)."""
+    scaler = rt.grad_scaler()
+    stop = Stop()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    from llmfs.train import distributed as D
+
+    start, total = progress.step, cadence.total
+    last_saved = resumed_from
+    tokens_since = 0
+    try:
+        t_last = time.perf_counter()
+        for step in range(start, total):
+            torch.manual_seed(hash((seed, step, rt.dist.rank)) % 2**63)  # dropout, per step
+            micro, n_tokens = stage.batches(step)
+            lr = stage.lr_at(step)
+            set_lr(optimizer, lr)
+            result = train_step(trained, optimizer, micro, stage.loss_fn, autocast=rt.autocast, grad_clip=grad_clip,
+                                scaler=scaler, no_sync=D.no_sync(trained), reduce_mean=D.reduce_mean(rt))
+            if not result.finite and scaler is None:
+                progress.skips += 1
+                if progress.skips > cadence.max_skips:
+                    where = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was saved yet"
+                    raise LlmfsError(f"non-finite loss or gradient at step {step} (loss {result.loss}, grad norm "
+                                     f"{result.grad_norm}); the update was not applied; {where}. Lower optim.lr, "
+                                     "or allow skips with train.max_skips")
+            progress.tokens_seen += n_tokens
+            tokens_since += n_tokens
+            done = progress.step = step + 1
+            metrics.advance(done)
+            if done % cadence.log_every == 0 or done == total:
+                tps = tokens_since / max(time.perf_counter() - t_last, 1e-9)
+                values = {"loss": result.loss, "lr": lr, "grad_norm": result.grad_norm, "tok_per_s": tps}
+                if peak and stage.flops_per_token:
+                    values["mfu"] = stage.flops_per_token * tps / peak
+                if result.aux_loss:
+                    values["moe_aux"] = result.aux_loss
+                    values["expert_load_max"] = max(float(x.max()) for x in result.expert_load)
+                if progress.skips:
+                    values["skipped"] = progress.skips
+                metrics.log(done, values)
+                t_last, tokens_since = time.perf_counter(), 0
+            if cadence.eval_every and done % cadence.eval_every == 0 and done < total:
+                metrics.log(done, stage.evaluate(done), kind="eval")
+            if cadence.sample_every and done % cadence.sample_every == 0 and done < total:
+                stage.sample(done)
+            if (cadence.save_every and done % cadence.save_every == 0 and done < total) or stop.requested:
+                last_saved = stage.save(done, False) or last_saved
+                if stop.requested:
+                    if rt.dist.is_main:  # not progress output: shown even with --quiet
+                        print(f"stopped at step {done}; saved {last_saved}; run the same command to resume",
+                              file=sys.stderr, flush=True)
+                    return last_saved
+        metrics.log(total, stage.evaluate(total), kind="eval")
+        stage.sample(total)
+        final = stage.save(total, True)
+        metrics.message(f"saved {final}")
+        return final_dir
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
