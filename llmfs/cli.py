@@ -54,11 +54,35 @@ def pretrain(
     from llmfs.config import load_recipe
     from llmfs.train.pretrain import PretrainRecipe, run
 
-    if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise LlmfsError(f"--precision {precision}: use auto, fp32, bf16 or fp16")
+    _check_precision(precision)
     path = run(load_recipe(recipe, PretrainRecipe, overrides), resume=resume, force=force, device=device,
                precision=precision, quiet=quiet)
     typer.echo(f"checkpoint: {path}")
+
+
+@app.command()
+def sft(
+    recipe: str = typer.Argument(..., help="An SFT recipe, e.g. recipes/sft.toml (init_from names the base model)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=1e-4 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Require a checkpoint in the run directory to resume from."),
+    force: bool = typer.Option(False, "--force", help="Continue a run even though its recipe changed."),
+    device: str = typer.Option(None, "--device", help="Override run.device: auto, cpu, mps, cuda, cuda:N."),
+    precision: str = typer.Option(None, "--precision", help="Override run.precision: auto, fp32, bf16, fp16."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (metrics.jsonl is still written)."),
+) -> None:
+    """Fine-tune a pretrained checkpoint on conversations (loss on assistant replies only)."""
+    from llmfs.config import load_recipe
+    from llmfs.train.sft import SFTRecipe, run
+
+    _check_precision(precision)
+    path = run(load_recipe(recipe, SFTRecipe, overrides), resume=resume, force=force, device=device,
+               precision=precision, quiet=quiet)
+    typer.echo(f"checkpoint: {path}")
+
+
+def _check_precision(precision: str | None) -> None:
+    if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise LlmfsError(f"--precision {precision}: use auto, fp32, bf16 or fp16")
 
 
 @app.command()

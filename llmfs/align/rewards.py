@@ -54,6 +54,23 @@ def exact_match(reply: Any, example: Mapping[str, Any]) -> float:
     return 0.0
 
 
+def token_f1(reply: Any, example: Mapping[str, Any]) -> float:
+    """SQuAD's token-level F1 (Rajpurkar et al. 2016) between the reply (its `Answer:` line when it has one) and
+    the gold answer, both `normalize`d and split on whitespace: partial credit for a partly right answer."""
+    if not _readable(reply) or "answer" not in example:
+        return 0.0
+    candidate = final_answer(reply)
+    pred = normalize(reply if candidate is None else candidate).split()
+    gold = normalize(str(example["answer"])).split()
+    if not pred or not gold:
+        return float(pred == gold)
+    common = sum(min(pred.count(t), gold.count(t)) for t in set(pred))
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
 def format_follows(reply: Any, example: Mapping[str, Any]) -> float:
     """1.0 when the reply ends with exactly one `Answer: N` line holding a number (the format arithmetic asks
     for), whatever the number; 0.0 otherwise."""
@@ -75,5 +92,5 @@ def ends_cleanly(reply: Any, example: Mapping[str, Any]) -> float:
 
 
 RewardFn = Callable[[Any, Mapping[str, Any]], float]
-REWARDS: dict[str, RewardFn] = {"exact_match": exact_match, "format": format_follows,
+REWARDS: dict[str, RewardFn] = {"exact_match": exact_match, "f1": token_f1, "format": format_follows,
                                 "ends_cleanly": ends_cleanly}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmfs.align.rewards import REWARDS, ends_cleanly, exact_match, final_answer, format_follows
+from llmfs.align.rewards import REWARDS, ends_cleanly, exact_match, final_answer, format_follows, token_f1
 
 NUM = {"answer": "42"}
 TEXT = {"answer": "a red ball"}
@@ -57,5 +57,23 @@ def test_ends_cleanly(reply, score):
 
 
 def test_registry_and_final_answer():
-    assert REWARDS == {"exact_match": exact_match, "format": format_follows, "ends_cleanly": ends_cleanly}
+    assert REWARDS == {"exact_match": exact_match, "f1": token_f1, "format": format_follows,
+                       "ends_cleanly": ends_cleanly}
     assert final_answer("x\nAnswer: 5\n") == "5" and final_answer("no answer") is None
+
+
+@pytest.mark.parametrize("reply,example,score", [
+    ("a red ball", TEXT, 1.0),
+    ("A red ball.", TEXT, 1.0),
+    ("a red kite", TEXT, 2 * (2 / 3) * (2 / 3) / (4 / 3)),  # 2 of 3 tokens either way: P = R = 2/3
+    ("red", TEXT, 2 * 1 * (1 / 3) / (1 + 1 / 3)),          # P = 1, R = 1/3 -> F1 = 0.5
+    ("the red red ball is here", TEXT, 2 * (2 / 6) * (2 / 3) / (2 / 6 + 2 / 3)),  # "red" counted once
+    ("7 + 35 = 42\nAnswer: 42", NUM, 1.0),                # the Answer line is what is scored
+    ("blue", TEXT, 0.0),
+    ("", TEXT, 0.0),
+    (None, TEXT, 0.0),
+    ("a red ball" * 5000, TEXT, 0.0),
+    ("a red ball", {}, 0.0),
+])
+def test_token_f1(reply, example, score):
+    assert token_f1(reply, example) == pytest.approx(score)
