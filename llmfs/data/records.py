@@ -15,9 +15,11 @@ rows from it holds them out by content hash (llmfs/data/builtin/split.py), as pr
 other column is kept as it is (a mapped column replaces one already named like the canonical field). The first
 record is read and checked when `iter_records` is called, before it returns: a missing field is one DataError
 that names the source, the field, the columns the data has and the mapping that fixes it. Every row is then
-type-checked as it streams (rows are counted from 1): `text`, `prompt`, `chosen` and `rejected` are strings,
-`messages` is a non-empty list of `{role, content}` dicts with roles system / user / assistant. Only the fields
-the caller asked for (`required` and the keys of `fields`) are checked; `answer` may be any value.
+type-checked as it streams (rows are counted from 1): `text`, `chosen` and `rejected` are strings, `messages` is
+a non-empty list of `{role, content}` dicts with roles system / user / assistant, and `prompt` is either: a string,
+or such a list (the conversation so far, as `builtin:preferences` writes it and TRL's "conversational" format
+does). Only the fields the caller asked for (`required` and the keys of `fields`) are checked; `answer` may be
+any value.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ RECORD_KINDS: dict[str, tuple[str, ...]] = {
     "prompt": ("prompt",),                             # ppo / grpo (+ optional `answer`)
 }
 ROLES = ("system", "user", "assistant")
-STRING_FIELDS = ("text", "prompt", "chosen", "rejected")
+STRING_FIELDS = ("text", "chosen", "rejected")
 DEFAULT_HINT = 'set fields.{name} = "{column}"'  # a later stage's recipe key; CLI callers pass their flag
 BUILTIN_HINT = ("use a built-in source that has it: stories (text), instructions (messages), preferences "
                 "(prompt, chosen, rejected), arithmetic (prompt, answer)")  # tests/data/test_records.py checks it
@@ -134,22 +136,24 @@ def _guess(name: str, row: Mapping) -> str:
 def _check_type(value, name: str, where: str, n: int) -> None:
     if name in STRING_FIELDS and not isinstance(value, str):
         raise DataError(f"{where}: row {n}: '{name}' must be a string, got {_kind(value)}")
-    if name == "messages":
+    if name == "prompt" and not isinstance(value, (str, list)):
+        raise DataError(f"{where}: row {n}: 'prompt' must be a string or a list of {{role, content}} dicts, got "
+                        f"{_kind(value)}")
+    if name == "messages" or (name == "prompt" and isinstance(value, list)):
         if not isinstance(value, list) or not value:
-            raise DataError(f"{where}: row {n}: 'messages' must be a non-empty list of {{role, content}} dicts, "
+            raise DataError(f"{where}: row {n}: '{name}' must be a non-empty list of {{role, content}} dicts, "
                             f"got {_kind(value)}")
         for j, m in enumerate(value):
             if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
                 got = ", ".join(map(str, m)) if isinstance(m, Mapping) else _kind(m)
-                raise DataError(f"{where}: row {n}: messages[{j}] must be a {{role, content}} dict, got {got}; "
+                raise DataError(f"{where}: row {n}: {name}[{j}] must be a {{role, content}} dict, got {got}; "
                                 "convert other chat formats (e.g. {from, value}) to role / content")
             if m["role"] not in ROLES:
-                raise DataError(f"{where}: row {n}: messages[{j}] role {m['role']!r} is not one of "
-                                f"{', '.join(ROLES)}")
+                raise DataError(f"{where}: row {n}: {name}[{j}] role {m['role']!r} is not one of {', '.join(ROLES)}")
             if not isinstance(m["content"], str):
-                raise DataError(f"{where}: row {n}: messages[{j}] content must be a string, got "
+                raise DataError(f"{where}: row {n}: {name}[{j}] content must be a string, got "
                                 f"{_kind(m['content'])}")
 
 
 def _kind(value) -> str:
-    return "null" if value is None else f"{type(value).__name__} {str(value)[:40]!r}"
+    return "null" if value is None else f"{type(value).__name__} {repr(value)[:40]}"

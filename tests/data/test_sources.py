@@ -92,9 +92,20 @@ def test_builtin_sources_through_the_one_loader():
 
 
 def test_offline_hub_name_says_how_to_use_a_local_file(monkeypatch, tmp_path):
-    from llmfs.data.sources import iter_documents
+    import datasets
 
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    def offline(*args, **kwargs):  # what datasets raises offline (HF_DATASETS_OFFLINE=1 or no network)
+        raise ConnectionError("Couldn't reach 'nobody/no-such-dataset' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match="offline, download it elsewhere and pass the local"):
         list(iter_documents(["nobody/no-such-dataset"], cache_dir=tmp_path))
+
+
+def test_text_field_of_tables_is_configurable(tmp_path):
+    j = tmp_path / "d.jsonl"
+    j.write_text(json.dumps({"story": "once", "id": 1}) + "\n", encoding="utf-8")
+    assert list(iter_documents([j], field="story", cache_dir=tmp_path / "c")) == ["once"]
+    with pytest.raises(DataError, match=r"d.jsonl: rows have no 'text' field \(fields: story, id\); map a column "
+                                        r"to it: --field story$"):
+        list(iter_documents([j], cache_dir=tmp_path / "c", hint="--field {column}"))
