@@ -65,7 +65,7 @@ def iter_records(spec: str | Path, *, required: Sequence[str], fields: Mapping[s
     if spec_text.startswith("builtin:"):
         from llmfs.data.builtin import iter_builtin
 
-        records = _checked(iter_builtin(spec_text, split=split, seed=seed), spec_text, required, {}, BUILTIN_HINT)
+        records = _checked(iter_builtin(spec_text, split=split, seed=seed), spec_text, required, {}, None)
     else:
         sources = expand(spec)
         if Path(spec).is_dir():
@@ -97,7 +97,9 @@ def source_records(source: str | Path, *, required: Sequence[str], fields: Mappi
     yield from _checked(read_rows(source, split=split, cache_dir=cache_dir), where, required, fields or {}, hint)
 
 
-def _checked(rows, where: str, required: Sequence[str], fields: Mapping[str, str], hint: str) -> Iterator[dict]:
+def _checked(rows, where: str, required: Sequence[str], fields: Mapping[str, str],
+             hint: str | None) -> Iterator[dict]:
+    """Rename and check rows; `hint` None marks a built-in source (nothing to map: pick another source)."""
     fields = {name: column for name, column in fields.items() if name != column}
     names = list(dict.fromkeys([*required, *fields]))
     for n, row in enumerate(rows, 1):
@@ -112,7 +114,8 @@ def _checked(rows, where: str, required: Sequence[str], fields: Mapping[str, str
         yield record
 
 
-def _check_fields(row: Mapping, where: str, required: Sequence[str], fields: Mapping[str, str], hint: str) -> None:
+def _check_fields(row: Mapping, where: str, required: Sequence[str], fields: Mapping[str, str],
+                  hint: str | None) -> None:
     have = ", ".join(row) or "none"
     for name, column in fields.items():
         if column not in row:
@@ -120,8 +123,9 @@ def _check_fields(row: Mapping, where: str, required: Sequence[str], fields: Map
                             f"the mapping: {hint.format(name=name, column=_guess(name, row))}")
     for name in required:
         if name not in row and name not in fields:
-            raise DataError(f"{where}: rows have no '{name}' field (fields: {have}); map a column to it: "
-                            f"{hint.format(name=name, column=_guess(name, row))}")
+            fix = BUILTIN_HINT if hint is None else \
+                f"map a column to it: {hint.format(name=name, column=_guess(name, row))}"
+            raise DataError(f"{where}: rows have no '{name}' field (fields: {have}); {fix}")
 
 
 def _guess(name: str, row: Mapping) -> str:
