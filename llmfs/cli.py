@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import List
+
 import typer
 
 from llmfs import __version__
@@ -170,18 +172,34 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("stats")
 def data_stats(
-    source: str = typer.Argument(..., help="A data source, e.g. builtin:stories?size=2000000."),
-    split: str = typer.Option("train", help="train or valid."),
+    source: str = typer.Argument(..., help="A data source: builtin:stories?size=2000000, a text file, a folder, a "
+                                           ".jsonl/.parquet file or a hub dataset name."),
+    split: str = typer.Option("train", help="train or valid for builtin sources; a hub dataset's own split names."),
     seed: int = typer.Option(0, help="Seed of a built-in source."),
+    kind: str = typer.Option(None, "--kind", help="Read records with these fields: text, chat (messages), "
+                                                  "preference (prompt, chosen, rejected), prompt [default: a "
+                                                  "builtin's own records, else text]."),
+    field: List[str] = typer.Option([], "--field", help="Map a field to the data's column: --field prompt=question "
+                                                        "(repeatable); a bare --field content names the text column."),
+    cache_dir: str = typer.Option(None, "--cache-dir", help="Cache folder for `datasets` "
+                                                            "[default: ./.llmfs_cache/datasets]."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
     """Size, vocabulary, sentence lengths and duplicate rates of a corpus."""
     import json
 
-    from llmfs.data.builtin import iter_builtin
-    from llmfs.data.stats import corpus_stats
+    from llmfs.data.stats import corpus_stats, stats_input
 
-    info = {"source": source, "split": split, **corpus_stats(iter_builtin(source, split=split, seed=seed))}
+    fields = {}
+    for item in field:
+        name, sep, column = item.partition("=")
+        if not sep:
+            name, column = "text", item
+        if not name or not column:
+            raise LlmfsError(f"--field {item}: expected NAME=COLUMN (--field prompt=question) or a text column")
+        fields[name] = column
+    records = stats_input(source, kind=kind, fields=fields, split=split, seed=seed, cache_dir=cache_dir)
+    info = {"source": source, "split": split, **corpus_stats(records)}
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return

@@ -1,14 +1,15 @@
 r"""Input specs -> documents: the one place llmfs reads raw text.
 
-A spec is one of
+A spec (expanded by `llmfs.data.tables.expand`) is one of
 - a text file (any name not ending in .jsonl / .json / .parquet), read as UTF-8 with newlines kept as they are;
   a line that holds only the document separator (default `<|endoftext|>`, the TinyStories convention) ends a
   document and is dropped; without separators the whole file is one document;
-- a `.jsonl` / `.json` / `.parquet` file with a `text` field, one document per row, read through `datasets`
-  in streaming mode;
+- a `.jsonl` / `.json` / `.parquet` file, one document per row: the column named by `field` (default `text`),
+  read through the record path (`llmfs.data.records.source_records`, so text and records share one table reader);
 - a folder: every such file under it, recursively, in sorted path order (hidden files skipped);
-- anything else that is not a local path is taken as a hub dataset name (`owner/name`), split "train", read
-  through `datasets` in streaming mode.
+- `builtin:NAME?...`: a built-in text source (`builtin:stories`), training split;
+- anything else that is not a local path is taken as a hub dataset name (`owner/name[?config=NAME]`), split
+  "train", read through `datasets` in streaming mode, its text in the column `field`.
 
 Nothing holds a whole corpus: documents are produced as `Piece`s of about `max_chars` characters. A long
 document is cut only at a lone newline with a non-space character on both sides ("x\nY"). No alternative of
@@ -27,9 +28,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from llmfs.data.records import source_records
+from llmfs.data.tables import expand, is_local, is_table
 from llmfs.errors import DataError
 
-TABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
+TEXT_HINT = 'set the text field to "{column}"'  # callers say where it is set (--field, data.text_field)
 DEFAULT_MAX_CHARS = 1 << 16  # 64 Ki characters per piece: small transient buffers, still few Python calls
 
 
@@ -41,64 +44,46 @@ class Piece(NamedTuple):
 
 
 def iter_pieces(specs: Sequence[str | Path], *, separator: str = "<|endoftext|>",
-                max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[Piece]:
-    """Every document of every spec, in order, as bounded pieces. Raises DataError when a spec is missing, holds
-    no text, or cannot be read."""
+                max_chars: int = DEFAULT_MAX_CHARS, field: str = "text", cache_dir: str | Path | None = None,
+                hint: str = TEXT_HINT) -> Iterator[Piece]:
+    """Every document of every spec, in order, as bounded pieces. `field` is the text column of tables and hub
+    datasets; `cache_dir` goes to `datasets` (default: tables.DEFAULT_CACHE_DIR); `hint` is the fix shown when a
+    table has no such column (formatted with `column`). Raises DataError when a spec is missing, holds no text,
+    or cannot be read."""
     if not specs:
         raise DataError("no input given: pass at least one file, folder or hub dataset name with --input")
-    expanded = [(spec, _expand(spec)) for spec in specs]  # every spec checked before any is read
+    expanded = [(spec, expand(spec)) for spec in specs]  # every spec checked before any is read
     for spec, sources in expanded:
         seen = False
         for path_or_name in sources:
-            for piece in _read(path_or_name, separator, max_chars):
+            for piece in _read(path_or_name, separator, max_chars, field, cache_dir, hint):
                 seen = seen or bool(piece.text)
                 yield piece
         if not seen:
             raise DataError(f"{spec}: input holds no text (empty file or folder); give a non-empty input")
 
 
-def iter_documents(specs: Sequence[str | Path], *, separator: str = "<|endoftext|>") -> Iterator[str]:
+def iter_documents(specs: Sequence[str | Path], *, separator: str = "<|endoftext|>", field: str = "text",
+                   cache_dir: str | Path | None = None, hint: str = TEXT_HINT) -> Iterator[str]:
     """Whole documents as strings (a document is held in memory at once; use `iter_pieces` to stream)."""
     parts: list[str] = []
-    for piece in iter_pieces(specs, separator=separator):
+    for piece in iter_pieces(specs, separator=separator, field=field, cache_dir=cache_dir, hint=hint):
         parts.append(piece.text)
         if piece.end:
             yield "".join(parts)
             parts = []
 
 
-def _expand(spec: str | Path) -> list[str | Path]:
-    """The files (or the hub name, or the built-in source) one spec stands for."""
-    if str(spec).startswith("builtin:"):
-        from llmfs.data.builtin import parse_builtin
-
-        parse_builtin(str(spec))  # an unknown name or parameter fails here, before anything is read
-        return [str(spec)]
-    path = Path(spec)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        if not files:
-            raise DataError(f"{spec}: folder holds no files; give a folder of .txt / .jsonl / .parquet files")
-        return list(files)
-    text = str(spec)
-    looks_like_hub = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).suffix
-    if not looks_like_hub:
-        raise DataError(f"{spec}: input not found; give an existing file or folder, or a hub dataset as owner/name")
-    return [text]
-
-
-def _read(source: str | Path, separator: str, max_chars: int) -> Iterator[Piece]:
+def _read(source: str | Path, separator: str, max_chars: int, field: str, cache_dir: str | Path | None,
+          hint: str) -> Iterator[Piece]:
     if isinstance(source, str) and source.startswith("builtin:"):
         yield from _read_builtin(source, max_chars)
-    elif isinstance(source, str):
-        yield from _read_hub(source, max_chars)
-    elif source.suffix.lower() in TABLE_SUFFIXES:
-        yield from _read_table(source, max_chars)
-    else:
+    elif is_local(source) and not is_table(source):
         yield from _read_text(source, separator, max_chars)
+    else:  # a table file or a hub dataset: one document per row
+        for record in source_records(source, required=("text",), fields={"text": field}, cache_dir=cache_dir,
+                                     hint=hint):
+            yield from cut(record["text"], max_chars)
 
 
 def _read_text(path: Path, separator: str, max_chars: int) -> Iterator[Piece]:
@@ -164,33 +149,6 @@ def cut(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[Piece]:
     yield Piece(text[start:], True)
 
 
-def _rows(dataset, where: str, max_chars: int) -> Iterator[Piece]:
-    for i, row in enumerate(dataset):
-        if "text" not in row:
-            raise DataError(f"{where}: rows have no 'text' field (fields: {', '.join(sorted(row))}); "
-                            "give data with a 'text' column")
-        text = row["text"]
-        if not isinstance(text, str):
-            raise DataError(f"{where}: row {i} 'text' is {type(text).__name__}, not a string")
-        yield from cut(text, max_chars)
-
-
-def _read_table(path: Path, max_chars: int) -> Iterator[Piece]:
-    import datasets  # heavy import, only for table inputs
-
-    builder = "parquet" if path.suffix.lower() == ".parquet" else "json"
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: input holds no text (empty file); give a non-empty input")
-    try:
-        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
-        yield from _rows(dataset, str(path), max_chars)
-    except DataError:
-        raise
-    except Exception as e:  # datasets raises many types for a malformed file; each becomes one clear line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DataError(f"{path}: cannot read as {builder} ({type(e).__name__}: {first})") from None
-
-
 def _read_builtin(spec: str, max_chars: int) -> Iterator[Piece]:
     """The training split of a built-in text source (`builtin:stories`), one document per record."""
     from llmfs.data.builtin import iter_builtin
@@ -200,18 +158,3 @@ def _read_builtin(spec: str, max_chars: int) -> Iterator[Piece]:
             raise DataError(f"{spec}: records have no 'text' field ({', '.join(record)}); use a text source "
                             "such as builtin:stories")
         yield from cut(record["text"], max_chars)
-
-
-def _read_hub(name: str, max_chars: int) -> Iterator[Piece]:
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(name, split="train", streaming=True)
-        yield from _rows(dataset, f"hub dataset {name}", max_chars)
-    except DataError:
-        raise
-    except Exception as e:  # offline, unknown name, no train split: one clear line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DataError(f"{name}: not a local path, and loading it as a hub dataset failed "
-                        f"({type(e).__name__}: {first}); offline, download it elsewhere and pass the local "
-                        ".jsonl / .parquet / .txt path instead") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])|\n+")
@@ -70,3 +71,30 @@ def corpus_stats(records: Iterable[Mapping[str, Any] | str]) -> dict[str, Any]:
         "duplicate_sentence_rate": round(dup_sentences / n_sent, 4) if n_sent else 0.0,
         "duplicate_record_rate": round(dup_records / n_records, 4) if n_records else 0.0,
     }
+
+
+def stats_input(source: str, *, kind: str | None = None, fields: Mapping[str, str] | None = None,
+                split: str = "train", seed: int = 0, cache_dir: str | Path | None = None) -> Iterable:
+    """What `llmfs data stats SOURCE` measures. Without `kind`: a built-in source's own records, otherwise text
+    documents (text files, folders, tables and hub datasets with their text in `fields["text"]`). With `kind`
+    (a key of records.RECORD_KINDS): records that must hold that kind's fields, read by `iter_records`."""
+    from llmfs.data.records import RECORD_KINDS, iter_records
+    from llmfs.data.tables import check_local_split, expand, is_local
+
+    fields = dict(fields or {})
+    if kind is not None and kind not in RECORD_KINDS:
+        from llmfs.errors import DataError
+
+        raise DataError(f"--kind {kind}: use one of {', '.join(RECORD_KINDS)}")
+    if kind is None and source.startswith("builtin:"):
+        from llmfs.data.builtin import iter_builtin
+
+        return iter_builtin(source, split=split, seed=seed)
+    if kind in (None, "text") and not source.startswith("builtin:") and is_local(expand(source)[0]):
+        from llmfs.data.sources import iter_documents
+
+        check_local_split(source, split)  # local text has no splits; never measure "train" under another name
+        return iter_documents([source], field=fields.pop("text", "text"), cache_dir=cache_dir,
+                              hint="--field {column}")
+    return iter_records(source, required=RECORD_KINDS[kind or "text"], fields=fields, split=split, seed=seed,
+                        cache_dir=cache_dir, hint="--field {name}={column}")

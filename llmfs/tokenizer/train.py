@@ -1,7 +1,8 @@
 """The functions behind `llmfs tokenize train-bpe | encode | stats` (cli.py only parses arguments).
 
 Each takes plain arguments, raises LlmfsError for user mistakes and returns a small dict summary that the CLI
-prints (and tests check).
+prints (and tests check). `field` is the text column of .jsonl / .parquet inputs and hub datasets, `cache_dir`
+the `datasets` cache (None: llmfs.data.tables.DEFAULT_CACHE_DIR, ./.llmfs_cache/datasets).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from llmfs.errors import ConfigError, DataError
 
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB per uint16 shard
 BATCH_CHARS = 1 << 20  # characters per encode task
+FIELD_HINT = "--field {column}"  # the fix a missing text column's error shows
 
 
 def train_bpe_files(inputs: Sequence[str | Path], vocab_size: int, out: str | Path, *,
                     special_tokens: Sequence[str] = ("<|endoftext|>",), pattern: str = "gpt4", workers: int = 1,
-                    quiet: bool = False) -> dict:
+                    quiet: bool = False, field: str = "text", cache_dir: str | Path | None = None) -> dict:
     """Train a BPE on the inputs (files, folders, .jsonl/.parquet, hub names; see llmfs.data.sources) and
     write tokenizer.json + vocab.json + merges.txt into `out`. Returns {out, vocab_size, merges, sha256,
     seconds}."""
@@ -32,7 +34,8 @@ def train_bpe_files(inputs: Sequence[str | Path], vocab_size: int, out: str | Pa
         raise ConfigError(f"--workers {workers}: must be >= 1")
     separator = "<|endoftext|>"  # TinyStories-style document separator lines in text files
     t0 = time.perf_counter()
-    pieces = (p.text for p in iter_pieces(inputs, separator=separator))
+    pieces = (p.text for p in iter_pieces(inputs, separator=separator, field=field, cache_dir=cache_dir,
+                                          hint=FIELD_HINT))
     tok = train_bpe(pieces, vocab_size, special_tokens=special_tokens, pattern=pattern, workers=workers,
                     quiet=quiet)
     sha = save(tok, out)
@@ -40,12 +43,13 @@ def train_bpe_files(inputs: Sequence[str | Path], vocab_size: int, out: str | Pa
             "seconds": time.perf_counter() - t0, "requested_vocab_size": vocab_size}
 
 
-def _batches(inputs: Sequence[str | Path], batch_chars: int) -> Iterator[list[tuple[str, bool]]]:
+def _batches(inputs: Sequence[str | Path], batch_chars: int, field: str = "text",
+             cache_dir: str | Path | None = None) -> Iterator[list[tuple[str, bool]]]:
     from llmfs.data.sources import iter_pieces
 
     batch: list[tuple[str, bool]] = []
     size = 0
-    for piece in iter_pieces(inputs):
+    for piece in iter_pieces(inputs, field=field, cache_dir=cache_dir, hint=FIELD_HINT):
         batch.append((piece.text, piece.end))
         size += len(piece.text)
         if size >= batch_chars:
@@ -63,7 +67,8 @@ def encode_batch_task(tok, batch: list[tuple[str, bool]]) -> list[list[int]]:
 
 
 def encode_files(tokenizer: str | Path, inputs: Sequence[str | Path], out: str | Path, *, workers: int = 1,
-                 shard_tokens: int = DEFAULT_SHARD_TOKENS, quiet: bool = False) -> dict:
+                 shard_tokens: int = DEFAULT_SHARD_TOKENS, quiet: bool = False, field: str = "text",
+                 cache_dir: str | Path | None = None) -> dict:
     """Encode the inputs into token shards in `out` (see shard_writer.py): each document's ids followed by the
     end-of-text id. Special tokens spelled in the text are encoded as text. Returns the index dict."""
     from llmfs.tokenizer.hf import load, sha256
@@ -91,13 +96,13 @@ def encode_files(tokenizer: str | Path, inputs: Sequence[str | Path], out: str |
             progress.advance(task, sum(len(t) for t, _ in batch))
 
         if workers == 1:
-            for batch in _batches(inputs, BATCH_CHARS):
+            for batch in _batches(inputs, BATCH_CHARS, field, cache_dir):
                 consume(batch, encode_batch_task(tok, batch))
         else:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             with multiprocessing.get_context(method).Pool(workers) as pool:
                 pending: deque = deque()  # in input order: shards keep the documents' order
-                for batch in _batches(inputs, BATCH_CHARS):
+                for batch in _batches(inputs, BATCH_CHARS, field, cache_dir):
                     pending.append((batch, pool.apply_async(encode_batch_task, (tok, batch))))
                     if len(pending) >= 2 * workers:
                         b, r = pending.popleft()
@@ -111,7 +116,7 @@ def encode_files(tokenizer: str | Path, inputs: Sequence[str | Path], out: str |
 
 
 def stats(tokenizer: str | Path, inputs: Sequence[str | Path], *, top: int = 10,
-          max_chars: int | None = None) -> dict:
+          max_chars: int | None = None, field: str = "text", cache_dir: str | Path | None = None) -> dict:
     """Bytes per token, vocabulary use (fraction of ids seen) and the longest tokens, over the inputs (the first
     `max_chars` characters when given)."""
     import numpy as np
@@ -121,7 +126,7 @@ def stats(tokenizer: str | Path, inputs: Sequence[str | Path], *, top: int = 10,
     tok = load(tokenizer)
     seen = np.zeros(tok.vocab_size, dtype=np.int64)
     n_bytes = n_tokens = chars = 0
-    for batch in _batches(inputs, BATCH_CHARS):
+    for batch in _batches(inputs, BATCH_CHARS, field, cache_dir):
         texts = [t for t, _ in batch]
         if max_chars is not None:
             texts = _clip(texts, max_chars - chars)

@@ -9,7 +9,11 @@
 A built-in source gives its own `split = "valid"`; any other source (files, hub datasets) holds out documents
 whose content hash falls in the lowest `data.valid_fraction` (`llmfs/data/builtin/split.py`), so the same
 document can never be on both sides. Shards are reused when their index names the same tokenizer (sha256)
-and source spec; otherwise they are rebuilt. Only rank 0 prepares; the other ranks wait and read.
+and source spec (and text field); otherwise they are rebuilt. Only rank 0 prepares; the other ranks wait and read.
+
+Tables and hub datasets are read through `datasets` (llmfs/data/tables.py) with their text in the column
+`data.text_field`, and `datasets` caches in `data.cache_dir`, by default RUN/data/hf_cache: a run's downloads
+stay with the run and never land in ~/.cache/huggingface.
 """
 
 from __future__ import annotations
@@ -42,16 +46,25 @@ class DataConfig:
     batch_size: int = option(32, ge=1, doc="windows per optimizer step, across processes and micro-batches")
     micro_batch_size: int = option(0, ge=0, doc="windows per forward per process; 0 = no accumulation")
     eval_windows: int = option(64, ge=1, doc="validation windows scored at each evaluation")
+    text_field: str = option("text", doc="the text column of .jsonl / .parquet files and hub datasets")
+    cache_dir: str = option("", doc="datasets' cache for tables and hub downloads; empty = RUN/data/hf_cache")
 
     def validate(self) -> None:
         if not self.sources:
             raise invalid("sources", "needs at least one source, e.g. {\"builtin:stories\" = 1.0}")
+        if not self.text_field.strip():
+            raise invalid("text_field", "must name a column, e.g. \"text\" or \"content\"")
         for spec, weight in self.sources.items():
             if weight <= 0:
                 raise invalid(f"sources.{spec}", f"weight must be > 0, got {weight}")
 
 
-def _documents(spec: str, split: str, valid_fraction: float) -> Iterator[str]:
+def cache_dir(data: DataConfig, run_dir: Path) -> Path:
+    """Where `datasets` caches for this run: `data.cache_dir`, else RUN/data/hf_cache."""
+    return Path(data.cache_dir) if data.cache_dir else run_dir / "data" / "hf_cache"
+
+
+def _documents(spec: str, split: str, data: DataConfig, run_dir: Path) -> Iterator[str]:
     from llmfs.data.builtin import iter_builtin
     from llmfs.data.sources import iter_documents
 
@@ -59,8 +72,9 @@ def _documents(spec: str, split: str, valid_fraction: float) -> Iterator[str]:
         for record in iter_builtin(spec, split=split):
             yield record["text"] if "text" in record else _builtin_text(spec, record)
         return
-    for doc in iter_documents([spec]):
-        if wanted(doc, split, valid_fraction):
+    for doc in iter_documents([spec], field=data.text_field, cache_dir=cache_dir(data, run_dir),
+                              hint='set data.text_field = "{column}"'):
+        if wanted(doc, split, data.valid_fraction):
             yield doc
 
 
@@ -89,7 +103,7 @@ def prepare_tokenizer(cfg: TokenizerConfig, data: DataConfig, run_dir: Path, qui
             budget = cfg.train_chars
             for spec in data.sources:
                 share = budget // len(data.sources)
-                for doc in _documents(spec, "train", data.valid_fraction):
+                for doc in _documents(spec, "train", data, run_dir):
                     yield doc[:share]
                     share -= len(doc)
                     if share <= 0:
@@ -114,12 +128,13 @@ def prepare_shards(data: DataConfig, tokenizer, tokenizer_sha: str, run_dir: Pat
         base = run_dir / "data" / _slug(i, spec)
         for split, out in (("train", train), ("valid", valid)):
             d = base / split
-            if _cached(d, spec, tokenizer_sha):
+            source = {"spec": spec, "split": split, "text_field": data.text_field}
+            if _cached(d, source, tokenizer_sha):
                 out.append(TokenShards(d))
                 continue
             shutil.rmtree(d, ignore_errors=True)
             d.parent.mkdir(parents=True, exist_ok=True)
-            docs = _documents(spec, split, data.valid_fraction)
+            docs = _documents(spec, split, data, run_dir)
             with ShardWriter(d, vocab_size=tokenizer.vocab_size, eot_id=tokenizer.eot_id,
                              tokenizer_sha256=tokenizer_sha, shard_tokens=100_000_000) as w:
                 batch: list[str] = []
@@ -129,7 +144,7 @@ def prepare_shards(data: DataConfig, tokenizer, tokenizer_sha: str, run_dir: Pat
                         _write(w, tokenizer, batch)
                         batch = []
                 _write(w, tokenizer, batch)
-            (d / SOURCE_FILE).write_text(json.dumps({"spec": spec, "split": split}), encoding="utf-8")
+            (d / SOURCE_FILE).write_text(json.dumps(source), encoding="utf-8")
             shards = TokenShards(d)
             if shards.num_tokens == 0:
                 raise DataError(f"{spec}: the {split} split holds no documents; add data or raise "
@@ -144,10 +159,10 @@ def _write(writer, tokenizer, docs: list[str]) -> None:
         writer.end_document()
 
 
-def _cached(d: Path, spec: str, tokenizer_sha: str) -> bool:
+def _cached(d: Path, source: dict, tokenizer_sha: str) -> bool:
     try:
         index = json.loads((d / INDEX_FILE).read_text(encoding="utf-8"))
-        source = json.loads((d / SOURCE_FILE).read_text(encoding="utf-8"))
+        written = json.loads((d / SOURCE_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return index.get("tokenizer_sha256") == tokenizer_sha and source.get("spec") == spec
+    return index.get("tokenizer_sha256") == tokenizer_sha and written == source

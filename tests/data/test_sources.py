@@ -7,7 +7,8 @@ import json
 import pytest
 import regex
 
-from llmfs.data.sources import _expand, cut, iter_documents, iter_pieces
+from llmfs.data.sources import cut, iter_documents, iter_pieces
+from llmfs.data.tables import expand as _expand
 from llmfs.errors import DataError
 from llmfs.tokenizer.patterns import PATTERNS
 
@@ -47,17 +48,17 @@ def test_jsonl_and_parquet_through_datasets(tmp_path):
     rows = [{"text": "first doc", "id": 1}, {"text": "second\ndoc", "id": 2}]
     j = tmp_path / "d.jsonl"
     j.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    assert list(iter_documents([j])) == ["first doc", "second\ndoc"]
+    assert list(iter_documents([j], cache_dir=tmp_path / "c")) == ["first doc", "second\ndoc"]
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     p = tmp_path / "d.parquet"
     pq.write_table(pa.table({"text": ["a", "b"], "n": [1, 2]}), p)
-    assert list(iter_documents([p])) == ["a", "b"]
+    assert list(iter_documents([p], cache_dir=tmp_path / "c")) == ["a", "b"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"content": "x"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="bad.jsonl: rows have no 'text' field"):
-        list(iter_documents([bad]))
+        list(iter_documents([bad], cache_dir=tmp_path / "c"))
 
 
 def test_missing_and_empty_inputs(tmp_path):
@@ -90,10 +91,21 @@ def test_builtin_sources_through_the_one_loader():
         list(iter_documents(["builtin:arithmetic?n=2"]))
 
 
-def test_offline_hub_name_says_how_to_use_a_local_file(monkeypatch):
-    from llmfs.data.sources import iter_documents
+def test_offline_hub_name_says_how_to_use_a_local_file(monkeypatch, tmp_path):
+    import datasets
 
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    def offline(*args, **kwargs):  # what datasets raises offline (HF_DATASETS_OFFLINE=1 or no network)
+        raise ConnectionError("Couldn't reach 'nobody/no-such-dataset' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match="offline, download it elsewhere and pass the local"):
-        list(iter_documents(["nobody/no-such-dataset"]))
+        list(iter_documents(["nobody/no-such-dataset"], cache_dir=tmp_path))
+
+
+def test_text_field_of_tables_is_configurable(tmp_path):
+    j = tmp_path / "d.jsonl"
+    j.write_text(json.dumps({"story": "once", "id": 1}) + "\n", encoding="utf-8")
+    assert list(iter_documents([j], field="story", cache_dir=tmp_path / "c")) == ["once"]
+    with pytest.raises(DataError, match=r"d.jsonl: rows have no 'text' field \(fields: story, id\); map a column "
+                                        r"to it: --field story$"):
+        list(iter_documents([j], cache_dir=tmp_path / "c", hint="--field {column}"))

@@ -38,3 +38,28 @@ def test_data_stats_command(capsys):
     assert "duplicate_sentence_rate" in capsys.readouterr().out
     assert main(["data", "stats", "builtin:nope"]) == 2
     assert "unknown built-in source 'nope'" in capsys.readouterr().err
+
+
+def test_data_stats_on_files_folders_tables_and_record_kinds(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("The cat sat.\n<|endoftext|>\nThe dog ran. The dog ran.\n")
+    (tmp_path / "docs" / "b.jsonl").write_text(json.dumps({"text": "A bird sang."}) + "\n")
+    cache = str(tmp_path / "cache")
+    assert main(["data", "stats", str(tmp_path / "docs"), "--json", "--cache-dir", cache]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["records"], info["sentences"], info["duplicate_sentence_rate"]) == (3, 4, 0.25)
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "What is 2 + 2?", "solution": "4"}) + "\n")
+    assert main(["data", "stats", str(qa), "--kind", "prompt", "--json", "--cache-dir", cache]) == 2
+    assert capsys.readouterr().err.strip().endswith("map a column to it: --field prompt=question")
+    assert main(["data", "stats", str(qa), "--kind", "prompt", "--field", "prompt=question", "--json",
+                 "--cache-dir", cache]) == 0
+    assert json.loads(capsys.readouterr().out)["words"] == 4
+    assert main(["data", "stats", str(qa), "--field", "question", "--json", "--cache-dir", cache]) == 0  # text column
+    assert json.loads(capsys.readouterr().out)["characters"] == len("What is 2 + 2?")
+    assert main(["data", "stats", "builtin:preferences?n=20", "--kind", "preference", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 20
+    assert main(["data", "stats", str(tmp_path / "docs"), "--split", "valid"]) == 2
+    assert "holds one split, 'train', not 'valid'" in capsys.readouterr().err
+    assert main(["data", "stats", str(qa), "--kind", "sft"]) == 2
+    assert "--kind sft: use one of text, chat, preference, prompt" in capsys.readouterr().err

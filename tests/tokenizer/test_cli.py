@@ -95,3 +95,21 @@ def test_progress_bar_on_a_terminal(monkeypatch, capsys):
     tok = train_bpe(DOCS, 300, quiet=False)  # draws rich bars on stderr; must not change the result
     assert tok.merges == train_bpe(DOCS, 300, quiet=True).merges
     assert "merging" in capsys.readouterr().err
+
+
+def test_jsonl_input_with_field_and_cache_dir(tmp_path):
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"content": d, "n": i}) + "\n" for i, d in enumerate(DOCS)), encoding="utf-8")
+    runner = CliRunner()
+    cache = tmp_path / "cache"
+    result = runner.invoke(app, ["train-bpe", "--input", str(corpus), "--vocab-size", "280", "--out",
+                                 str(tmp_path / "tok"), "--cache-dir", str(cache), "--quiet"])
+    assert isinstance(result.exception, DataError)
+    assert str(result.exception).endswith("rows have no 'text' field (fields: content, n); map a column to it: "
+                                          "--field content")
+    _ok(runner.invoke(app, ["train-bpe", "--input", str(corpus), "--vocab-size", "280", "--out", str(tmp_path / "tok"),
+                            "--field", "content", "--cache-dir", str(cache), "--quiet"]))
+    _ok(runner.invoke(app, ["encode", "--tokenizer", str(tmp_path / "tok"), "--input", str(corpus), "--out",
+                            str(tmp_path / "shards"), "--field", "content", "--cache-dir", str(cache), "--quiet"]))
+    assert read_index(tmp_path / "shards")["documents"] == len(DOCS)
+    assert any(cache.iterdir())

@@ -179,6 +179,7 @@ def test_skip_budget_counts_and_continues(tmp_path, monkeypatch):
     ("data.seq_len=128", "data.seq_len: 128 is longer than model.max_seq_len 64"),
     ('optim.name="sgd"', "optim.name: 'sgd' is not one of 'adamw', 'adamw_scratch'"),
     ("data.micro_batch_size=3", None),
+    ('data.text_field=" "', 'data.text_field: must name a column, e.g. "text" or "content"'),
 ])
 def test_bad_recipe_values_fail_before_any_work(tmp_path, override, message):
     if message is None:
@@ -188,6 +189,26 @@ def test_bad_recipe_values_fail_before_any_work(tmp_path, override, message):
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             tiny(tmp_path, override)
     assert not (tmp_path / "runs" / "tiny" / "metrics.jsonl").exists()
+
+
+def test_jsonl_source_with_its_own_text_field_and_run_local_datasets_cache(tmp_path, monkeypatch):
+    import datasets
+
+    default = tmp_path / "hf_home" / "datasets"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", default)
+    corpus = tmp_path / "stories.jsonl"
+    corpus.write_text("".join(json.dumps({"story": f"Tom saw {i} red birds by the river.", "id": i}) + "\n"
+                              for i in range(300)), encoding="utf-8")
+    sources = f'data.sources={{"{corpus}" = 1.0}}'
+    with pytest.raises(LlmfsError, match=r"stories.jsonl: rows have no 'text' field \(fields: story, id\); map a "
+                                         r'column to it: set data.text_field = "story"$'):
+        run(tiny(tmp_path, sources, "train.max_steps=6", "schedule.warmup_steps=2"), quiet=True)
+    final = run(tiny(tmp_path, sources, "train.max_steps=6", "schedule.warmup_steps=2", 'data.text_field="story"'), force=True, quiet=True)
+    run_dir = final.parent
+    assert any((run_dir / "data" / "hf_cache").iterdir())  # datasets wrote here, and nowhere else
+    assert not default.exists() or not any(default.iterdir())
+    (written,) = (run_dir / "data").glob("00-*/train/source.json")
+    assert json.loads(written.read_text()) == {"spec": str(corpus), "split": "train", "text_field": "story"}
 
 
 def test_batch_not_divisible_by_processes():
