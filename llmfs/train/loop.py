@@ -169,6 +169,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                     values["skipped"] = progress.skips
                 metrics.log(done, values)
                 t_last, tokens_since = time.perf_counter(), 0
+            paused = time.perf_counter()  # evaluation, samples and saving are not counted in tok_per_s
             if cadence.eval_every and done % cadence.eval_every == 0 and done < total:
                 metrics.log(done, stage.evaluate(done), kind="eval")
             if cadence.sample_every and done % cadence.sample_every == 0 and done < total:
@@ -180,6 +181,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                         print(f"stopped at step {done}; saved {last_saved}; run the same command to resume",
                               file=sys.stderr, flush=True)
                     return last_saved
+            t_last += time.perf_counter() - paused
         metrics.log(total, stage.evaluate(total), kind="eval")
         stage.sample(total)
         final = stage.save(total, True)

@@ -1,0 +1,68 @@
+"""Scoring a chat model against gold answers: greedy replies to held-out prompts, exact match and token F1.
+
+Each held-out conversation is cut before its last assistant turn; the model answers that prompt greedily
+(`render_prompt`, stop at `<|end|>`), and the reply is scored against the record's `answer` (or, without one,
+the reference reply) with `exact_match` and `token_f1` (`llmfs/align/rewards.py`). Reported overall and per task
+kind, with `stop_rate`: the share of replies that ended with the end-of-turn token instead of running out of
+tokens (a model that never learned to stop scores low here whatever its answers).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+
+from llmfs.align.rewards import exact_match, token_f1
+from llmfs.infer.generate import generate
+from llmfs.infer.sampling import SamplingConfig
+from llmfs.tokenizer.chat import end_id, render_prompt
+
+
+class Question(NamedTuple):
+    prompt: list[int]  # ids of the conversation so far + <|assistant|>
+    example: dict[str, Any]  # {"answer": ...} for the reward functions
+    task: str
+
+
+def questions(conversations: Sequence[Sequence[Mapping[str, str]]], records: Sequence[Mapping[str, Any]],
+              tokenizer, max_prompt: int) -> list[Question]:
+    """Checked conversations (ending with an assistant turn) and their records -> questions whose prompt fits
+    in `max_prompt` ids."""
+    out = []
+    for messages, record in zip(conversations, records):
+        prompt = render_prompt(tokenizer, messages[:-1])
+        if len(prompt) > max_prompt:
+            continue
+        answer = record.get("answer", messages[-1]["content"])
+        out.append(Question(prompt, {"answer": str(answer)}, str(record.get("task", "")) or "all"))
+    return out
+
+
+@torch.no_grad()
+def score_answers(model: torch.nn.Module, tokenizer, items: Sequence[Question], *, max_new_tokens: int,
+                  batch_size: int) -> dict[str, float]:
+    """{"exact_match", "f1", "stop_rate", "exact_match/<task>", "f1/<task>"} over `items` (greedy)."""
+    cfg = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
+    end = end_id(tokenizer)
+    em: dict[str, list[float]] = defaultdict(list)
+    f1: dict[str, list[float]] = defaultdict(list)
+    stopped = 0
+    for i in range(0, len(items), batch_size):
+        chunk = items[i:i + batch_size]
+        outs = generate(model, [q.prompt for q in chunk], cfg, stop_ids=[end])
+        for q, ids in zip(chunk, outs):
+            ended = bool(ids) and ids[-1] == end
+            stopped += ended
+            reply = tokenizer.decode(ids[:-1] if ended else ids)
+            em[q.task].append(exact_match(reply, q.example))
+            f1[q.task].append(token_f1(reply, q.example))
+    n = max(1, len(items))
+    result = {"exact_match": sum(map(sum, em.values())) / n, "f1": sum(map(sum, f1.values())) / n,
+              "stop_rate": stopped / n}
+    for task in sorted(em):
+        result[f"exact_match/{task}"] = sum(em[task]) / len(em[task])
+        result[f"f1/{task}"] = sum(f1[task]) / len(f1[task])
+    return result

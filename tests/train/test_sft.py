@@ -1,0 +1,192 @@
+"""`llmfs sft` end to end on a tiny model: loss drops, chat checkpoint, exact resume, batching equivalences,
+vocabulary growth, preflight and bad data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmfs import checkpoint as ck
+from llmfs.cli import main
+from llmfs.config import load_recipe
+from llmfs.errors import LlmfsError
+from llmfs.model.config import ModelConfig
+from llmfs.model.transformer import Transformer
+from llmfs.tokenizer.byte import ByteTokenizer
+from llmfs.tokenizer.chat import TEMPLATE_FILE, with_chat_tokens
+from llmfs.tokenizer.hf import save
+from llmfs.train.sft import SFTRecipe, grow_vocab, preflight, run
+
+RECIPE = """
+init_from = "{base}"
+
+[run]
+name = "sft"
+out_dir = "{out}"
+
+[data]
+train = "{train}"
+valid = "{valid}"
+seq_len = 48
+batch_size = 8
+
+[optim]
+lr = 3e-3
+
+[schedule]
+warmup_steps = 2
+
+[train]
+max_steps = 30
+eval_every = 0
+save_every = 10
+
+[eval]
+loss_examples = 16
+examples = 8
+max_new_tokens = 6
+
+[log]
+every = 5
+console = "none"
+"""
+
+WORDS = ["cat", "dog", "sun", "red", "box", "map", "owl", "pen", "cup", "hat", "jam", "kit"]
+
+
+def write_jsonl(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            w = rng.choice(WORDS)
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"say {w}"},
+                                             {"role": "assistant", "content": w}],
+                                "task": "echo", "answer": w}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A random tiny causal LM with a byte tokenizer that has no chat tokens (257 ids)."""
+    d = tmp_path_factory.mktemp("base")
+    save(ByteTokenizer(), d / "tok")
+    cfg = ModelConfig(vocab_size=257, max_seq_len=64, d_model=32, n_layers=2, n_heads=4)
+    net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
+    return ck.save(d / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=net.state_dict(),
+                   tokenizer_json=d / "tok" / "tokenizer.json")
+
+
+def recipe_file(tmp_path: Path, base: Path, **data_files: Path) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    train = data_files.get("train") or write_jsonl(tmp_path / "train.jsonl", 64, 0)
+    valid = data_files.get("valid") or write_jsonl(tmp_path / "valid.jsonl", 16, 1)
+    p = tmp_path / "sft.toml"
+    p.write_text(RECIPE.format(base=base, out=tmp_path / "runs", train=train, valid=valid))
+    return p
+
+
+def rows(run_dir: Path, kind: str = "train") -> list[dict]:
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def test_sft_learns_and_writes_a_chat_checkpoint(tmp_path, base):
+    final = run(load_recipe(recipe_file(tmp_path, base), SFTRecipe), quiet=True)
+    losses = [r["loss"] for r in rows(final.parent)]
+    assert losses[-1] < losses[0] - 1.0  # nats; from a random model in 30 steps
+    evals = rows(final.parent, "eval")
+    assert [r["step"] for r in evals] == [0, 30]  # baseline, then the end
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"]
+    assert {"exact_match", "f1", "stop_rate", "exact_match/echo"} <= evals[-1].keys()
+    ckpt = ck.open_checkpoint(final)
+    assert TEMPLATE_FILE in ckpt.files and ckpt.model_config["vocab_size"] == 261
+    assert ckpt.extra["vocab_resized"]["from"] == 257 and ckpt.extra["vocab_resized"]["to"] == 261
+    assert ckpt.lineage["parent"]["path"] == str(base)
+    data = rows(final.parent, "data")[0]
+    assert (data["train_conversations"], data["cut"], data["dropped"]) == (64, 0, 0)
+
+
+def test_stop_and_resume_is_bitwise_identical(tmp_path, base):
+    p = recipe_file(tmp_path, base)
+    full = run(load_recipe(p, SFTRecipe), quiet=True)
+    src, dst = full.parent, tmp_path / "resumed" / "sft"
+    dst.mkdir(parents=True)
+    for name in ("recipe.toml", "tokenizer", "step-000020"):
+        (shutil.copytree if (src / name).is_dir() else shutil.copyfile)(src / name, dst / name)
+    (dst / "latest").write_text("step-000020\n")
+    again = run(load_recipe(p, SFTRecipe, [f'run.out_dir="{tmp_path / "resumed"}"']), resume=True, force=True,
+                quiet=True)
+    assert [r["loss"] for r in rows(src) if r["step"] > 20] == [r["loss"] for r in rows(dst)]
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(full / ck.MODEL_FILE)), load_file(str(again / ck.MODEL_FILE))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("change", [["data.micro_batch_size=2"], ["data.packing=false"]],
+                         ids=["accumulation", "padding"])
+def test_loss_is_the_token_mean_of_the_global_batch(tmp_path, base, change):
+    common = ["train.max_steps=4", "train.save_every=0", "log.every=1", "eval.baseline=false"]
+    p = recipe_file(tmp_path, base)
+    a = run(load_recipe(p, SFTRecipe, common + ["run.name=a"]), quiet=True)
+    b = run(load_recipe(p, SFTRecipe, common + ["run.name=b", *change]), quiet=True)
+    assert [r["loss"] for r in rows(b.parent)] == pytest.approx([r["loss"] for r in rows(a.parent)], abs=1e-5)
+
+
+def test_grow_vocab_keeps_old_logits_and_mean_initialises_new_rows():
+    for tie in (True, False):
+        cfg = ModelConfig(vocab_size=40, max_seq_len=16, d_model=16, n_layers=1, n_heads=2, tie_embeddings=tie)
+        net = Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval()
+        x = torch.randint(0, 40, (2, 7), generator=torch.Generator().manual_seed(1))
+        before = net(x).logits
+        new = grow_vocab(net, cfg, 44)
+        assert new.vocab_size == 44 and net.cfg.vocab_size == 44
+        after = net(x).logits
+        assert after.shape == (2, 7, 44)
+        torch.testing.assert_close(after[..., :40], before, rtol=0, atol=0)
+        emb = net.embed_tokens.weight
+        torch.testing.assert_close(emb[40:], emb[:40].mean(0).expand(4, -1))
+        assert (net.lm_head.weight is net.embed_tokens.weight) == tie
+        assert set(Transformer(new).state_dict()) == set(net.state_dict())
+
+
+def test_preflight_refuses_end_of_turn_as_padding():
+    tok = with_chat_tokens(ByteTokenizer())
+    cfg = ModelConfig(vocab_size=261, max_seq_len=16, d_model=16, n_layers=1, n_heads=2)
+    convs = [[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]]
+    preflight(tok, cfg, convs, pad_id=256)
+    with pytest.raises(LlmfsError, match="end-of-turn token is also the padding token"):
+        preflight(tok, cfg, convs, pad_id=tok.special_tokens["<|end|>"])
+    with pytest.raises(LlmfsError, match="261 ids but the model only 257"):
+        preflight(tok, dataclasses.replace(cfg, vocab_size=257), convs, pad_id=256)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, base, capsys):
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, 4, 0)
+    with open(bad, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"messages": [{"role": "user", "content": "hello?"}]}) + "\n")
+    p = recipe_file(tmp_path, base, train=bad)
+    assert main(["sft", str(p), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "record 4" in err and "no assistant reply" in err and err.count("\n") == 1
+
+    (tmp_path / "nofield.jsonl").write_text(json.dumps({"prompt": "x"}) + "\n")
+    assert main(["sft", str(recipe_file(tmp_path, base, train=tmp_path / "nofield.jsonl")), "--quiet"]) == 2
+    assert "needs 'messages'" in capsys.readouterr().err
+
+    with_model = tmp_path / "model.toml"
+    with_model.write_text(p.read_text() + "\n[model]\nd_model = 64\n")
+    assert main(["sft", str(with_model), "--quiet"]) == 2
+    assert "model" in capsys.readouterr().err
+
+    missing = tmp_path / "missing.toml"
+    missing.write_text(p.read_text().replace(str(base), str(tmp_path / "nope")))
+    assert main(["sft", str(missing), "--quiet"]) == 2
+    assert "checkpoint directory not found" in capsys.readouterr().err
