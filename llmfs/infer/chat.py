@@ -1,0 +1,210 @@
+"""`llmfs chat CKPT`: a multi-turn conversation with a chat model, streamed, in a terminal or over a pipe.
+
+`ChatSession` holds the conversation and renders it through the checkpoint's chat template
+(`llmfs/tokenizer/chat.py`) for every reply, so what the model sees is exactly what SFT trained on. When the
+rendered conversation plus room for a reply no longer fits the context, the oldest turns are dropped (the
+system message stays) and the caller is told. `repl` reads lines from a stream: text is a message, a line
+starting with `/` is a command:
+
+    /reset                forget the conversation (the system message stays)
+    /system TEXT          set the system message (and start over)
+    /set KEY VALUE        change a sampling option, e.g. /set temperature 0.7, /set max_new_tokens 64
+    /save FILE            write the conversation as JSON ({"messages": [...]})
+    /help                 list the commands
+    /quit                 leave (Ctrl-D does too)
+
+Ctrl-C during a reply stops that reply and keeps the session: the part already shown stays in the history (an
+empty one is dropped together with its question, so turns still alternate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from llmfs.config import from_dict
+from llmfs.errors import ConfigError, LlmfsError
+from llmfs.infer.generate import stream
+from llmfs.infer.sampling import SamplingConfig
+from llmfs.infer.text import TextAssembler
+from llmfs.tokenizer.chat import END, has_chat_tokens, render_prompt
+
+HELP = """commands: /reset, /system TEXT, /set KEY VALUE, /save FILE, /help, /quit (Ctrl-D); Ctrl-C stops a reply"""
+
+
+def check_chat_model(tokenizer, template: Path, where: str) -> None:
+    """Refuse a base model (no chat tokens) or a checkpoint whose stored template is not llmfs's."""
+    from llmfs.tokenizer.chat import CHAT_TEMPLATE_JINJA
+
+    if not has_chat_tokens(tokenizer) or not template.is_file():
+        raise LlmfsError(f"{where}: has no chat template: it is a base model; use 'llmfs generate' for plain "
+                         "continuation, or 'llmfs sft' to make a chat model from it")
+    if template.read_text(encoding="utf-8").strip() != CHAT_TEMPLATE_JINJA:
+        raise LlmfsError(f"{template}: is not the llmfs chat template; this checkpoint's replies would be "
+                         "rendered differently from how it was trained")
+
+
+class ChatSession:
+    """A conversation with one model: `reply(text)` streams the answer and records both turns."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, cfg: SamplingConfig, *, system: str | None = None,
+                 generator: torch.Generator | None = None):
+        self.model, self.tokenizer, self.cfg, self.generator = model, tokenizer, cfg, generator
+        self.system = system
+        self.messages: list[dict[str, str]] = self._start()
+        self.dropped_turns = 0  # how many turns the last reply had to forget to fit the context
+        self.interrupted = False
+
+    def _start(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}] if self.system else []
+
+    def reset(self) -> None:
+        self.messages = self._start()
+
+    def set_system(self, text: str) -> None:
+        self.system = text.strip() or None
+        self.reset()
+
+    def set_option(self, key: str, value: str) -> None:
+        """`/set KEY VALUE`: any SamplingConfig field, checked like a recipe value."""
+        import tomllib
+
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        fields = {f.name for f in dataclasses.fields(SamplingConfig)}
+        if key not in fields:
+            raise ConfigError(f"/set {key}: unknown option; use one of {', '.join(sorted(fields))}")
+        self.cfg = from_dict(SamplingConfig, {**dataclasses.asdict(self.cfg), key: parsed}, source="/set")
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.write_text(json.dumps({"messages": self.messages}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return p
+
+    def _prompt(self, messages: list[dict[str, str]]) -> tuple[list[int], int]:
+        """The prompt ids, dropping the oldest user/assistant pairs until a reply of max_new_tokens fits."""
+        head = messages[:1] if messages and messages[0]["role"] == "system" else []
+        turns = messages[len(head):]
+        limit = self.model.cfg.max_seq_len - self.cfg.max_new_tokens
+        dropped = 0
+        while True:
+            ids = render_prompt(self.tokenizer, head + turns)
+            if len(ids) <= limit or len(turns) <= 1:
+                break
+            turns, dropped = turns[2:], dropped + 2
+        if len(ids) > limit:
+            raise LlmfsError(f"the message is {len(ids)} tokens with the template; with max_new_tokens "
+                             f"{self.cfg.max_new_tokens} the context ({self.model.cfg.max_seq_len}) has no room: "
+                             "send a shorter message or /set max_new_tokens lower")
+        return ids, dropped
+
+    def reply(self, text: str) -> Iterator[str]:
+        """Stream the reply to `text` as printable pieces; afterwards the exchange is in `messages`."""
+        asked = [*self.messages, {"role": "user", "content": text}]
+        ids, self.dropped_turns = self._prompt(asked)
+        if self.dropped_turns:
+            head = asked[:1] if asked[0]["role"] == "system" else []
+            asked = head + asked[len(head) + self.dropped_turns:]
+        end = self.tokenizer.special_tokens[END]
+        assembler = TextAssembler(self.tokenizer)  # no stop strings: its text is exactly what was shown
+        pieces = stream(self.model, ids, self.cfg, generator=self.generator, stop_ids=[end])
+        finished = False
+        try:
+            for i in pieces:
+                if i == end:
+                    break
+                piece = assembler.feed(i)
+                if piece:
+                    yield piece
+            tail = assembler.flush()
+            if tail:
+                yield tail
+            finished = True
+        except KeyboardInterrupt:  # Ctrl-C while the model computes
+            pass
+        finally:  # also when the caller closes us (Ctrl-C while a piece is printed)
+            pieces.close()
+            self.interrupted = not finished
+            answer = assembler.text.strip()
+            if answer:
+                self.messages = [*asked, {"role": "assistant", "content": answer}]
+            else:  # nothing said: forget the question too, so user and assistant turns keep alternating
+                self.messages = asked[:-1]
+
+
+def repl(session: ChatSession, lines: TextIO, write: Callable[[str], None], *, interactive: bool) -> None:
+    """Read messages and commands until /quit or end of input. `write` prints without a newline."""
+    if interactive:
+        write(f"chat: {HELP}\n")
+    while True:
+        if interactive:
+            write("you> ")
+        try:
+            line = lines.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt: a fresh line, keep going
+            write("\n")
+            continue
+        if not line:  # Ctrl-D / end of the pipe
+            if interactive:
+                write("\n")
+            return
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        if text.startswith("/"):
+            if not _command(session, text, write):
+                return
+            continue
+        if interactive:
+            write("assistant> ")
+        replying = session.reply(text)
+        try:
+            for piece in replying:
+                write(piece)
+        except KeyboardInterrupt:  # Ctrl-C while a piece was being printed
+            replying.close()
+        except LlmfsError as e:
+            write(f"error: {e}\n")
+            continue
+        write("\n")
+        if session.interrupted:
+            write("[reply stopped]\n")
+        if session.dropped_turns:
+            write(f"[context full: forgot the oldest {session.dropped_turns} messages]\n")
+
+
+def _command(session: ChatSession, text: str, write: Callable[[str], None]) -> bool:
+    """Run one /command; False means quit."""
+    name, _, arg = text[1:].partition(" ")
+    arg = arg.strip()
+    if name in ("quit", "exit"):
+        return False
+    try:
+        if name == "reset":
+            session.reset()
+            write("[conversation reset]\n")
+        elif name == "system":
+            session.set_system(arg)
+            write("[system message set; conversation reset]\n")
+        elif name == "set":
+            key, _, value = arg.partition(" ")
+            session.set_option(key, value.strip())
+            write(f"[{key} = {getattr(session.cfg, key)}]\n")
+        elif name == "save":
+            if not arg:
+                raise LlmfsError("/save needs a file name: /save chat.json")
+            write(f"[saved {session.save(arg)}]\n")
+        elif name == "help":
+            write(HELP + "\n")
+        else:
+            write(f"unknown command /{name}; {HELP}\n")
+    except (LlmfsError, OSError) as e:
+        write(f"error: {e}\n")
+    return True

@@ -1,0 +1,129 @@
+"""`llmfs chat`: driven over stdin end to end, commands, Ctrl-C mid-reply, a full context, base-model refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import pytest
+import torch
+
+from llmfs import checkpoint as ck
+from llmfs.cli import main
+from llmfs.errors import LlmfsError
+from llmfs.infer.chat import ChatSession, repl
+from llmfs.infer.sampling import SamplingConfig
+from llmfs.model.config import ModelConfig
+from llmfs.model.transformer import Transformer
+from llmfs.tokenizer.byte import ByteTokenizer
+from llmfs.tokenizer.chat import END, with_chat_tokens
+from llmfs.tokenizer.hf import save
+
+TOK = with_chat_tokens(ByteTokenizer())
+
+
+def make_ckpt(path, tokenizer, max_seq_len=256):
+    save(tokenizer, path / "tok")
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, max_seq_len=max_seq_len, d_model=32, n_layers=2, n_heads=4)
+    net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
+    return ck.save(path / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg),
+                   state_dict=net.state_dict(), tokenizer_json=path / "tok" / "tokenizer.json"), net.eval()
+
+
+@pytest.fixture(scope="module")
+def chat_ckpt(tmp_path_factory):
+    return make_ckpt(tmp_path_factory.mktemp("chat"), TOK)
+
+
+def run_chat(monkeypatch, capsys, args, stdin: str):
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(["chat", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_two_turns_set_save_reset_over_stdin(tmp_path, monkeypatch, capsys, chat_ckpt):
+    path, _ = chat_ckpt
+    saved = tmp_path / "conv.json"
+    script = "\n".join(["hello", "/set temperature 0.7", "/set max_new_tokens 5", "how are you?",
+                        f"/save {saved}", "/reset", f"/save {tmp_path / 'empty.json'}", "/quit", "never read"])
+    code, out, err = run_chat(monkeypatch, capsys, [str(path), "--max-new-tokens", "8", "--seed", "1",
+                                                     "--system", "Be brief."], script + "\n")
+    assert code == 0, err
+    assert "[temperature = 0.7]" in out and "[max_new_tokens = 5]" in out and "[conversation reset]" in out
+    conv = json.loads(saved.read_text())["messages"]
+    assert [m["role"] for m in conv] == ["system", "user", "assistant", "user", "assistant"]
+    assert conv[1]["content"] == "hello" and conv[3]["content"] == "how are you?"
+    assert json.loads((tmp_path / "empty.json").read_text())["messages"] == [{"role": "system",
+                                                                               "content": "Be brief."}]
+
+
+def test_same_seed_same_replies(monkeypatch, capsys, chat_ckpt):
+    path, _ = chat_ckpt
+    outs = [run_chat(monkeypatch, capsys, [str(path), "--seed", "3", "--max-new-tokens", "12"], "hi\nyo\n")[1]
+            for _ in range(2)]
+    assert outs[0] == outs[1] and outs[0].count("\n") >= 2
+
+
+def test_greedy_reply_is_the_model_continuing_the_template(chat_ckpt):
+    from llmfs.infer.generate import generate
+    from llmfs.tokenizer.chat import render_prompt
+
+    _, net = chat_ckpt
+    session = ChatSession(net, TOK, SamplingConfig(temperature=0, max_new_tokens=10))
+    text = "".join(session.reply("hi"))
+    ids = generate(net, [render_prompt(TOK, [{"role": "user", "content": "hi"}])],
+                   SamplingConfig(temperature=0, max_new_tokens=10), stop_ids=[TOK.special_tokens[END]])[0]
+    expected = TOK.decode([i for i in ids if i != TOK.special_tokens[END]])
+    assert text.strip() == expected.strip()
+
+
+def test_ctrl_c_stops_the_reply_and_keeps_the_session(chat_ckpt, monkeypatch):
+    _, net = chat_ckpt
+    session = ChatSession(net, TOK, SamplingConfig(temperature=1.0, max_new_tokens=50),
+                          generator=torch.Generator().manual_seed(0))
+    calls = {"n": 0}
+    real_forward = net.forward
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # prefill + 2 decode steps, then the user presses Ctrl-C
+            raise KeyboardInterrupt
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(net, "forward", interrupting)
+    out, written = io.StringIO("tell me a long story\nand now?\n"), []
+    repl(session, out, written.append, interactive=False)
+    assert "[reply stopped]\n" in written
+    roles = [m["role"] for m in session.messages]
+    assert roles[-2:] == ["user", "assistant"] and session.messages[-2]["content"] == "and now?"
+    assert all(a != b for a, b in zip(roles, roles[1:]))  # turns still alternate
+
+
+def test_full_context_drops_the_oldest_turns(tmp_path):
+    _, net = make_ckpt(tmp_path, TOK, max_seq_len=64)
+    session = ChatSession(net, TOK, SamplingConfig(temperature=0, max_new_tokens=8), system="S")
+    for k in range(6):
+        list(session.reply(f"message number {k}"))
+    assert session.dropped_turns > 0
+    assert session.messages[0] == {"role": "system", "content": "S"}
+    assert session.messages[-2]["content"] == "message number 5"
+    with pytest.raises(LlmfsError, match="has no room"):
+        list(session.reply("x" * 100))
+
+
+def test_bad_set_values_are_reported_and_the_session_goes_on(monkeypatch, capsys, chat_ckpt):
+    path, _ = chat_ckpt
+    code, out, _ = run_chat(monkeypatch, capsys, [str(path), "--max-new-tokens", "4"],
+                            "/set top_p 2\n/set temperature -1\n/set nope 1\n/bogus\nhi\n")
+    assert code == 0
+    assert "top_p" in out and "temperature" in out and "unknown option" in out and "unknown command /bogus" in out
+
+
+def test_base_model_is_refused(tmp_path, monkeypatch, capsys):
+    path, _ = make_ckpt(tmp_path, ByteTokenizer())
+    code, _, err = run_chat(monkeypatch, capsys, [str(path)], "hi\n")
+    assert code == 2 and "base model" in err and "llmfs generate" in err and "llmfs sft" in err
+    code, _, err = run_chat(monkeypatch, capsys, [str(tmp_path / "missing")], "hi\n")
+    assert code == 2 and "not found" in err
