@@ -47,10 +47,9 @@ class TextAssembler:
 
     def flush(self) -> str:
         """The end of the stream: the held-back tail (and a dangling partial character, as U+FFFD)."""
-        if not self.stopped:
-            self._add(self._decoder.flush())
-        out, self._shown = self.text[self._shown:], len(self.text)
-        return out
+        out = "" if self.stopped else self._add(self._decoder.flush())
+        rest, self._shown = self.text[self._shown:], len(self.text)
+        return out + rest
 
     def _add(self, piece: str) -> str:
         if self.stopped or not piece:
