@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from llmfs.errors import LlmfsError
+from llmfs.infer.decode_cache import DecodeCache
 from llmfs.infer.sampling import SamplingConfig, sample_next
 from llmfs.model.kv_cache import RollingKVCache, StaticKVCache
 
@@ -122,15 +123,15 @@ def _new_cache(model, B: int, longest: int, cfg: SamplingConfig, rolling: bool):
     p = next(model.parameters())
     if rolling:
         return rolling_cache(model.cfg, B, device=p.device, dtype=p.dtype)
-    return StaticKVCache(model.cfg, B, max_len=longest + cfg.max_new_tokens - 1, device=p.device, dtype=p.dtype)
+    return DecodeCache(model.cfg, B, max_len=longest + cfg.max_new_tokens - 1, device=p.device, dtype=p.dtype)
 
 
 def stream(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: SamplingConfig, *,
            generator: torch.Generator | None = None, stop_ids: Sequence[int] = (), cache=None,
            use_cache: bool = True, rolling: bool = False) -> Iterator[int]:
     """Yield the new ids of one sequence as they are sampled; a stop id is yielded, then the stream ends.
-    `cache`: continue from a cache you keep between calls (a StaticKVCache has room for `cache.size` tokens:
-    the stream ends early, as "length", when it is full)."""
+    `cache`: continue from a cache you keep between calls, e.g. `DecodeCache(model.cfg, 1, max_len=...)` (a
+    static cache has room for `cache.size` tokens: the stream ends early, as "length", when it is full)."""
     if len(prompt_ids) == 0:
         raise ValueError("the prompt needs at least one token")
     stop = set(stop_ids)

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from llmfs.infer.decode_cache import DecodeCache
 from llmfs.infer.generate import PromptTooLongError, complete, generate, stream
 from llmfs.infer.sampling import SamplingConfig
 from llmfs.model import StaticKVCache, Transformer
@@ -25,6 +26,8 @@ def test_cached_greedy_equals_uncached_for_every_attention_config(name):
     cached = generate(m, PROMPTS, GREEDY)
     assert cached == generate(m, PROMPTS, GREEDY, use_cache=False)
     assert cached == [generate(m, [p], GREEDY)[0] for p in PROMPTS]  # batched == one prompt at a time
+    equal = [PROMPTS[2], PROMPTS[2][::-1]]  # rows of equal length: DecodeCache's slice path, batched
+    assert generate(m, equal, GREEDY) == generate(m, equal, GREEDY, use_cache=False)
 
 
 def test_greedy_is_the_argmax_of_the_full_forward():
@@ -69,11 +72,12 @@ def test_stream_equals_complete_and_restores_train_mode():
     assert list(stream(m, PROMPTS[2], GREEDY, stop_ids=[free[3]]))[-1] == free[3]
 
 
-def test_stream_continues_a_cache_kept_between_turns():
+@pytest.mark.parametrize("fast", [True, False], ids=["DecodeCache", "StaticKVCache"])
+def test_stream_continues_a_cache_kept_between_turns(fast):
     # A chat keeps one cache: turn 2 feeds [last id of turn 1] + new ids on top of it, and must equal a fresh
     # generation from the whole conversation so far.
     m = make(CONFIGS["gqa"])
-    cache = StaticKVCache(m.cfg, 1, max_len=40)  # rope: a cache may hold more than max_seq_len = 16
+    cache = (DecodeCache if fast else StaticKVCache)(m.cfg, 1, max_len=40)  # rope: may exceed max_seq_len
     turn1 = list(stream(m, [1, 2, 3], GREEDY, cache=cache))
     assert cache.seen == 3 + len(turn1) - 1  # the last yielded id was never fed
     turn2 = list(stream(m, [turn1[-1], 7, 8], GREEDY, cache=cache))
