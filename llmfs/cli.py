@@ -208,6 +208,54 @@ def data_stats(
         typer.echo(f"{key:<{width}}  {value:,}" if isinstance(value, int) else f"{key:<{width}}  {value}")
 
 
+@app.command()
+def generate(
+    checkpoint: str = typer.Argument(..., help="A causal_lm checkpoint directory, or a run directory (its final/)."),
+    prompt: list[str] = typer.Option([], "--prompt", "-p", help="A prompt (repeatable)."),
+    file: str = typer.Option(None, "--file", help="A text file with one prompt per line."),
+    as_json: bool = typer.Option(False, "--json", help="Print prompt, completion, token counts, finish reason, "
+                                                       "seconds per prompt as JSON."),
+    temperature: float = typer.Option(1.0, help="0 = greedy."),
+    top_k: int = typer.Option(0, help="Keep the k most likely tokens; 0 = off."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass in (0, 1]; 1 = off."),
+    min_p: float = typer.Option(0.0, help="Drop tokens below min_p * the top probability; 0 = off."),
+    repetition_penalty: float = typer.Option(1.0, help="CTRL repetition penalty; 1 = off."),
+    frequency_penalty: float = typer.Option(0.0, help="Subtract penalty * count; 0 = off."),
+    max_new_tokens: int = typer.Option(128, help="New tokens per prompt at most."),
+    seed: int = typer.Option(0, help="Sampling seed: the same seed gives the same text."),
+    stop: list[str] = typer.Option([], "--stop", help="Stop before this string (repeatable)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-run the full forward per token (teaching path)."),
+    rolling: bool = typer.Option(False, "--rolling", help="Rolling KV cache (window + sinks): generate past the "
+                                                          "context length."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, mps, cuda, cuda:N [default: auto]."),
+) -> None:
+    """Complete prompts with a checkpoint: streamed text for one prompt, tokens/s on stderr."""
+    from llmfs.infer.command import run as run_generate
+
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                    repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+                    max_new_tokens=max_new_tokens)
+    run_generate(checkpoint, prompts=prompt, file=file, sampling=sampling, seed=seed, stop=stop,
+                 use_cache=not no_cache, rolling=rolling, device=device, as_json=as_json)
+
+
+bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("generate")
+def bench_generate(
+    sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) [default: small, gpt2]."),
+    new_tokens: int = typer.Option(None, "--new-tokens", help="Decode steps per measurement."),
+    no_hf: bool = typer.Option(False, "--no-hf", help="Skip the transformers comparison."),
+    out: str = typer.Option(None, "--out", help="Also write the report (markdown) to this file."),
+) -> None:
+    """Prefill and decode tokens/s, batch 1 and 8, cached and uncached, against transformers' generate."""
+    from llmfs.bench.generate import main as bench_main
+
+    bench_main(sizes=sizes or None, new_tokens=new_tokens, hf=not no_hf, out=out)
+
+
 def _debug_requested(argv: list[str]) -> bool:
     """`--debug` given before the subcommand, or LLMFS_DEBUG=1 in the environment."""
     if os.environ.get("LLMFS_DEBUG", "") not in ("", "0"):

@@ -1,4 +1,4 @@
-"""Sampling filters on hand-made logits, and generation: cached equals uncached, seeds reproduce."""
+"""Sampling filters on hand-made logits; greedy and seeded draws (generation itself: test_generate.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from llmfs.infer.generate import generate
 from llmfs.infer.sampling import SamplingConfig, frequency_penalty, min_p, repetition_penalty, sample_next, top_k, top_p
 
 NEG = float("-inf")
@@ -50,32 +49,3 @@ def test_greedy_and_seeded_sampling():
                                      torch.Generator().manual_seed(s)) for s in range(400)])
     share = (draws[:, 0] == 1).float().mean().item()
     assert abs(share - torch.softmax(logits[0], -1)[1].item()) < 0.08
-
-
-@pytest.fixture
-def tiny_model():
-    from llmfs.model.config import ModelConfig
-    from llmfs.model.transformer import Transformer
-
-    cfg = ModelConfig(vocab_size=40, max_seq_len=32, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2)
-    return Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval()
-
-
-def test_cached_generation_equals_uncached(tiny_model):
-    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]]
-    greedy = SamplingConfig(temperature=0, max_new_tokens=12)
-    assert generate(tiny_model, prompts, greedy) == generate(tiny_model, prompts, greedy, use_cache=False)
-    sampled = SamplingConfig(temperature=1.0, top_k=10, max_new_tokens=12)
-    a = generate(tiny_model, prompts, sampled, generator=torch.Generator().manual_seed(1))
-    b = generate(tiny_model, prompts, sampled, generator=torch.Generator().manual_seed(1), use_cache=False)
-    assert a == b and all(len(x) == 12 for x in a)
-
-
-def test_generation_stops_per_row(tiny_model):
-    greedy = SamplingConfig(temperature=0, max_new_tokens=10)
-    free = generate(tiny_model, [[1, 2], [3]], greedy)
-    stop = free[0][2]
-    out = generate(tiny_model, [[1, 2], [3]], greedy, stop_ids=[stop])
-    for row, want in zip(out, free):  # the first stop id is kept and ends its row; other rows run on
-        assert row == (want[: want.index(stop) + 1] if stop in want else want)
-    assert len(out[0]) <= 3

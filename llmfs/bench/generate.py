@@ -1,0 +1,210 @@
+"""Generation speed: prefill and decode tokens/s at batch 1 and 8, with and without the KV cache, side by side
+with `transformers`' `generate` on the same weights, and against the memory-bandwidth floor.
+
+    python -m llmfs.bench.generate            # or: llmfs bench generate [--size small --size gpt2]
+
+Both libraries are timed end to end through their public call (`llmfs.infer.generate.complete`, HF
+`model.generate(do_sample=False)`), greedy, same prompt, no stop token. For each call with N new tokens:
+  prefill tok/s = B * prompt_len / t(1 new token)             (prefill + one sampling step + call overhead)
+  decode tok/s  = B * (N - 1) / (t(N new tokens) - t(1))      (the marginal cost of a decode step)
+Each time is the best of `repeats` runs, llmfs and transformers interleaved, so load from other processes
+lands on both alike. The HF model is `llmfs export hf` of the llmfs weights, loaded with AutoModelForCausalLM
+(GPT-2 for learned positions, Llama for rope), fp32; `tokens equal` says whether both greedy completions agree.
+
+Bandwidth floor: a decode step at batch 1 reads every matmul weight once (fp32: 4 bytes per parameter of
+`active_matmul_params`), so tokens/s <= matvec bandwidth / weight bytes. The bandwidth is measured on the spot
+with a large fp32 matrix-vector product (a matrix far bigger than the caches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from llmfs.config import from_dict
+from llmfs.infer.generate import complete
+from llmfs.infer.sampling import SamplingConfig
+from llmfs.model.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    name: str
+    model: dict
+    prompt_len: int
+    new_tokens: int  # cached decode steps
+    uncached_new_tokens: int  # uncached steps re-run the whole sequence: fewer
+
+
+SIZES = {
+    "tiny": Size("tiny", dict(vocab_size=300, max_seq_len=64, d_model=32, n_layers=2, n_heads=4), 8, 6, 3),
+    "small": Size("small", dict(vocab_size=4096, max_seq_len=512, d_model=256, n_layers=4, n_heads=4,
+                                n_kv_heads=4), 64, 64, 16),
+    "gpt2": Size("gpt2", dict(vocab_size=50257, max_seq_len=1024, d_model=768, n_layers=12, n_heads=12,
+                              position="learned", norm="layernorm", mlp="gelu_tanh", bias=True), 64, 32, 4),
+}
+
+
+def build(size: Size, seed: int = 0):
+    from llmfs.model.transformer import Transformer
+
+    cfg = from_dict(ModelConfig, dict(size.model))
+    return Transformer(cfg, generator=torch.Generator().manual_seed(seed)).eval()
+
+
+def matvec_bandwidth(seconds: float = 0.6, rows: int = 8192, cols: int = 8192) -> float:
+    """Bytes/s of an fp32 (rows x cols) @ (cols,) product: matrix bytes / time, best of several runs."""
+    a, x = torch.randn(rows, cols), torch.randn(cols)
+    for _ in range(3):
+        a @ x
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        a @ x
+        best = min(best, time.perf_counter() - t0)
+    return a.numel() * 4 / best
+
+
+def _hf_model(model, workdir: Path):
+    """The llmfs weights as a transformers model (through a checkpoint and `export_hf`)."""
+    import transformers
+
+    from llmfs import checkpoint as ck
+    from llmfs.model.hf_files import export_hf
+    from llmfs.tokenizer.byte import ByteTokenizer
+    from llmfs.tokenizer.hf import save as save_tokenizer
+
+    save_tokenizer(ByteTokenizer(), workdir / "tok")
+    path = ck.save(workdir / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(model.cfg),
+                   state_dict=model.state_dict(), tokenizer_json=workdir / "tok" / "tokenizer.json")
+    export_hf(path, workdir / "hf")
+    return transformers.AutoModelForCausalLM.from_pretrained(workdir / "hf", dtype=torch.float32).eval()
+
+
+def _llmfs_call(model, prompts: torch.Tensor, n: int, use_cache: bool):
+    cfg = SamplingConfig(temperature=0, max_new_tokens=n)
+    return lambda: [c.ids for c in complete(model, prompts.tolist(), cfg, use_cache=use_cache)]
+
+
+def _hf_call(hf, prompts: torch.Tensor, n: int):
+    def call():
+        with torch.inference_mode():
+            out = hf.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=n,
+                              min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0)
+        return out[:, prompts.shape[1]:].tolist()
+    return call
+
+
+def _best(calls: dict, repeats: int) -> tuple[dict, dict]:
+    """Best wall time of each call over `repeats` interleaved rounds (after one warm-up), and its last output."""
+    outs = {k: f() for k, f in calls.items()}  # warm-up
+    times = {k: float("inf") for k in calls}
+    for _ in range(repeats):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            outs[k] = f()
+            times[k] = min(times[k], time.perf_counter() - t0)
+    return times, outs
+
+
+def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens: int | None = None,
+        hf: bool = True, progress=None) -> dict:
+    """{"bandwidth_gb_s", "rows": one dict per (size, batch, engine)}. `progress(row)` sees each row."""
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        hf = False
+    bandwidth = matvec_bandwidth()
+    rows = []
+    for name in sizes:
+        size = SIZES[name]
+        model = build(size)
+        weight_bytes = model.active_matmul_params() * 4
+        n = new_tokens or size.new_tokens
+        n_unc = min(n, size.uncached_new_tokens)
+        with tempfile.TemporaryDirectory() as tmp:
+            hf_model = _hf_model(model, Path(tmp)) if hf else None
+            for B in batches:
+                prompts = torch.randint(0, size.model["vocab_size"], (B, size.prompt_len),
+                                        generator=torch.Generator().manual_seed(B))
+                engines = {"llmfs": lambda k: _llmfs_call(model, prompts, k, True),
+                           "llmfs no-cache": lambda k: _llmfs_call(model, prompts, k, False)}
+                if hf_model is not None:
+                    engines["transformers"] = lambda k: _hf_call(hf_model, prompts, k)
+                steps = {e: (n_unc if e == "llmfs no-cache" else n) for e in engines}
+                calls = {(e, k): engines[e](k) for e in engines for k in (1, steps[e])}
+                times, outs = _best(calls, repeats)
+                for e in engines:
+                    t1, tn, k = times[(e, 1)], times[(e, steps[e])], steps[e]
+                    row = {"size": name, "batch": B, "engine": e, "params": model.num_params(),
+                           "prompt_len": size.prompt_len, "new_tokens": k,
+                           "prefill_tok_s": B * size.prompt_len / t1,
+                           "decode_tok_s": B * (k - 1) / max(tn - t1, 1e-9),
+                           "floor_tok_s": bandwidth / weight_bytes,
+                           "same_tokens": outs[(e, k)] == outs[("llmfs", n)] if k == n else
+                           all(a == b[:k] for a, b in zip(outs[(e, k)], outs[("llmfs", n)]))}
+                    rows.append(row)
+                    if progress is not None:
+                        progress(row)
+    return {"bandwidth_gb_s": bandwidth / 1e9, "rows": rows}
+
+
+def summary(result: dict) -> list[str]:
+    """The ratios the targets are about: decode at batch 1 vs transformers, and vs the bandwidth floor."""
+    by = {(r["size"], r["batch"], r["engine"]): r for r in result["rows"]}
+    lines = []
+    for (size, batch, engine), r in by.items():
+        if engine != "llmfs":
+            continue
+        hf = by.get((size, batch, "transformers"))
+        vs_hf = f"{r['decode_tok_s'] / hf['decode_tok_s']:.2f}x transformers" if hf else "transformers not run"
+        floor = f", {r['decode_tok_s'] / r['floor_tok_s']:.0%} of the bandwidth floor" if batch == 1 else ""
+        lines.append(f"- {size}, batch {batch}: llmfs decode {r['decode_tok_s']:,.0f} tok/s = {vs_hf}{floor}")
+    return lines
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ("| size | batch | engine | prompt | new | prefill tok/s | decode tok/s | floor tok/s (B=1) | "
+            "tokens equal llmfs |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [f"| {r['size']} | {r['batch']} | {r['engine']} | {r['prompt_len']} | {r['new_tokens']} | "
+             f"{r['prefill_tok_s']:,.0f} | {r['decode_tok_s']:,.0f} | {r['floor_tok_s']:,.0f} | "
+             f"{'yes' if r['same_tokens'] else 'no'} |" for r in rows]
+    return "\n".join([head] + lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python " \
+           f"{platform.python_version()}"
+
+
+def main(sizes=None, new_tokens: int | None = None, hf: bool = True, out: str | None = None) -> None:
+    sizes = sizes or ["small", "gpt2"]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        from llmfs.errors import LlmfsError
+
+        raise LlmfsError(f"--size {unknown[0]}: use one of {', '.join(SIZES)}")
+    print(machine(), flush=True)
+    result = run(sizes, new_tokens=new_tokens, hf=hf, progress=lambda r: print(
+        f"{r['size']} B={r['batch']} {r['engine']}: prefill {r['prefill_tok_s']:,.0f} tok/s, decode "
+        f"{r['decode_tok_s']:,.0f} tok/s", flush=True))
+    report = "\n".join([f"{machine()}; fp32 matvec bandwidth {result['bandwidth_gb_s']:.1f} GB/s", "",
+                        format_table(result["rows"]), "", *summary(result)])
+    print(report)
+    if out is not None:
+        Path(out).write_text(report + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

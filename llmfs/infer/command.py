@@ -1,0 +1,69 @@
+"""`llmfs generate CKPT`: prompts from --prompt / --file, completions to stdout (streamed for one prompt, or as
+JSON), the generation speed to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from llmfs.config import from_dict
+from llmfs.errors import DataError, LlmfsError
+from llmfs.infer.sampling import SamplingConfig
+
+
+def read_prompts(prompts: Sequence[str], file: str | None) -> list[str]:
+    """--prompt values, then the lines of --file (one prompt per line; blank lines skipped)."""
+    out = list(prompts)
+    if file is not None:
+        p = Path(file)
+        if not p.is_file():
+            raise DataError(f"{p}: prompt file not found; give a text file with one prompt per line")
+        out += [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not out:
+        raise LlmfsError("no prompt: give --prompt TEXT (repeatable) or --file prompts.txt")
+    if any(p == "" for p in out):
+        raise LlmfsError("an empty --prompt: every prompt needs at least one character")
+    return out
+
+
+def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: dict, seed: int,
+        stop: Sequence[str], use_cache: bool, rolling: bool, device: str | None, as_json: bool) -> None:
+    from llmfs.infer.load import load_model
+    from llmfs.infer.text import TextCompletion, TextStream, encode, generate_text
+    from llmfs.runtime import resolve_device
+
+    cfg = from_dict(SamplingConfig, sampling, source="generate options")
+    texts = read_prompts(prompts, file)
+    if any(s == "" for s in stop):
+        raise LlmfsError("--stop '': a stop string needs at least one character")
+    dev = resolve_device(device or "auto")
+    model, tok, _ = load_model(checkpoint, device=dev)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    t0 = time.perf_counter()
+    if len(texts) == 1 and not as_json:
+        ids = encode(tok, texts[0])
+        s = TextStream(model, tok, ids, cfg, stop=stop, generator=g, use_cache=use_cache, rolling=rolling)
+        for piece in s:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        results = [TextCompletion(texts[0], s.text, len(ids), s.new_tokens, s.finish, s.seconds)]
+    else:
+        results = generate_text(model, tok, texts, cfg, stop=stop, generator=g, use_cache=use_cache,
+                                rolling=rolling)
+        if as_json:
+            print(json.dumps([{"prompt": r.prompt, "completion": r.completion, "prompt_tokens": r.prompt_tokens,
+                               "new_tokens": r.new_tokens, "finish": r.finish, "seconds": round(r.seconds, 4)}
+                              for r in results], indent=2, ensure_ascii=False))
+        else:
+            for r in results:
+                print(f"--- {r.prompt}\n{r.completion}")
+    seconds = time.perf_counter() - t0
+    new = sum(r.new_tokens for r in results)
+    print(f"{new} new tokens in {seconds:.2f} s: {new / seconds:.1f} tokens/s "
+          f"({len(results)} prompt{'s' if len(results) > 1 else ''}, {dev})", file=sys.stderr)
