@@ -239,6 +239,29 @@ def generate(
                  use_cache=not no_cache, rolling=rolling, device=device, as_json=as_json)
 
 
+@app.command()
+def chat(
+    checkpoint: str = typer.Argument(..., help="A chat checkpoint (the output of llmfs sft), or its run directory."),
+    system: str = typer.Option(None, "--system", help="A system message for the conversation."),
+    temperature: float = typer.Option(0.7, help="0 = greedy."),
+    top_k: int = typer.Option(0, help="Keep the k most likely tokens; 0 = off."),
+    top_p: float = typer.Option(0.9, help="Nucleus sampling mass in (0, 1]; 1 = off."),
+    min_p: float = typer.Option(0.0, help="Drop tokens below min_p * the top probability; 0 = off."),
+    repetition_penalty: float = typer.Option(1.0, help="CTRL repetition penalty; 1 = off."),
+    frequency_penalty: float = typer.Option(0.0, help="Subtract penalty * count; 0 = off."),
+    max_new_tokens: int = typer.Option(256, help="Longest reply in tokens."),
+    seed: int = typer.Option(0, help="Sampling seed: the same seed and messages give the same replies."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, mps, cuda, cuda:N [default: auto]."),
+) -> None:
+    """Talk to a chat model: streamed replies, /reset /system /set /save /quit; reads piped stdin line by line."""
+    from llmfs.infer.chat import run as run_chat
+
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                    repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+                    max_new_tokens=max_new_tokens)
+    run_chat(checkpoint, sampling=sampling, system=system, seed=seed, device=device)
+
+
 bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

@@ -208,3 +208,24 @@ def _command(session: ChatSession, text: str, write: Callable[[str], None]) -> b
     except (LlmfsError, OSError) as e:
         write(f"error: {e}\n")
     return True
+
+
+def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, device: str | None) -> None:
+    """`llmfs chat`: load, check it is a chat model, then talk over stdin / stdout."""
+    import sys
+
+    from llmfs.checkpoint import TEMPLATE_FILE
+    from llmfs.infer.load import load_model
+    from llmfs.runtime import resolve_device
+
+    cfg = from_dict(SamplingConfig, sampling, source="chat options")
+    dev = resolve_device(device or "auto")
+    model, tok, ckpt = load_model(checkpoint, device=dev)
+    check_chat_model(tok, ckpt.path / TEMPLATE_FILE, str(ckpt.path))
+    session = ChatSession(model, tok, cfg, system=system, generator=torch.Generator(device=dev).manual_seed(seed))
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    repl(session, sys.stdin, write, interactive=sys.stdin.isatty())
