@@ -107,8 +107,12 @@ def _checked(rows, where: str, required: Sequence[str], fields: Mapping[str, str
             _check_fields(row, where, required, fields, hint)
         record = dict(row)
         for name, column in fields.items():
+            if column not in record:  # rows of one table may differ (a later file of a folder, ragged JSON)
+                raise DataError(f"{where}: row {n}: no '{column}' column (fields: {', '.join(row)})")
             record[name] = record.pop(column)
         for name in names:
+            if name not in record and name in required:
+                raise DataError(f"{where}: row {n}: no '{name}' field (fields: {', '.join(row)})")
             if name in record:
                 _check_type(record[name], name, where, n)
         yield record

@@ -184,3 +184,20 @@ def test_local_files_write_only_to_the_given_cache_dir(tmp_path, monkeypatch):
     assert list(iter_records(f, required=["prompt"], cache_dir=cache)) == [{"prompt": "p"}]
     assert not default.exists() or not any(default.iterdir())
     assert any(cache.iterdir())  # datasets' lock file landed where it was told
+
+
+def test_a_later_row_or_file_without_the_field_names_its_row(tmp_path, cache):
+    (tmp_path / "d").mkdir()
+    jsonl(tmp_path / "d" / "1.jsonl", [{"prompt": "p"}])
+    jsonl(tmp_path / "d" / "2.jsonl", [{"question": "q"}])
+    records = iter_records(tmp_path / "d", required=["prompt"], cache_dir=cache)
+    assert next(records) == {"prompt": "p"}
+    with pytest.raises(DataError, match=r"2.jsonl: rows have no 'prompt' field \(fields: question\)"):
+        next(records)
+    from llmfs.data.records import _checked
+
+    rows = iter([{"q": "a"}, {"x": "b"}])  # ragged rows straight from a reader
+    checked = _checked(rows, "t", ["prompt"], {"prompt": "q"}, "")
+    assert next(checked) == {"prompt": "a"}
+    with pytest.raises(DataError, match=r"t: row 2: no 'q' column \(fields: x\)"):
+        next(checked)
