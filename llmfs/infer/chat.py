@@ -3,7 +3,7 @@
 `ChatSession` holds the conversation and renders it through the checkpoint's chat template
 (`llmfs/tokenizer/chat.py`) for every reply, so what the model sees is exactly what SFT trained on. When the
 rendered conversation plus room for a reply no longer fits the context, the oldest turns are dropped (the
-system message stays) and the caller is told. `repl` reads lines from a stream: text is a message, a line
+system message stays) and the caller is told; a reply never runs past the context. `repl` reads lines from a stream: text is a message, a line
 starting with `/` is a command:
 
     /reset                forget the conversation (the system message stays)
@@ -89,10 +89,12 @@ class ChatSession:
         return p
 
     def _prompt(self, messages: list[dict[str, str]]) -> tuple[list[int], int]:
-        """The prompt ids, dropping the oldest user/assistant pairs until a reply of max_new_tokens fits."""
+        """The prompt ids, dropping the oldest user/assistant pairs until there is room for a reply of
+        `reserve` tokens: max_new_tokens, or a quarter of the context when that is smaller."""
         head = messages[:1] if messages and messages[0]["role"] == "system" else []
         turns = messages[len(head):]
-        limit = self.model.cfg.max_seq_len - self.cfg.max_new_tokens
+        context = self.model.cfg.max_seq_len
+        limit = context - min(self.cfg.max_new_tokens, max(1, context // 4))
         dropped = 0
         while True:
             ids = render_prompt(self.tokenizer, head + turns)
@@ -100,9 +102,8 @@ class ChatSession:
                 break
             turns, dropped = turns[2:], dropped + 2
         if len(ids) > limit:
-            raise LlmfsError(f"the message is {len(ids)} tokens with the template; with max_new_tokens "
-                             f"{self.cfg.max_new_tokens} the context ({self.model.cfg.max_seq_len}) has no room: "
-                             "send a shorter message or /set max_new_tokens lower")
+            raise LlmfsError(f"the message is {len(ids)} tokens with the template and the context holds "
+                             f"{context}, leaving no room for a reply: send a shorter message")
         return ids, dropped
 
     def reply(self, text: str) -> Iterator[str]:
@@ -114,7 +115,9 @@ class ChatSession:
             asked = head + asked[len(head) + self.dropped_turns:]
         end = self.tokenizer.special_tokens[END]
         assembler = TextAssembler(self.tokenizer)  # no stop strings: its text is exactly what was shown
-        pieces = stream(self.model, ids, self.cfg, generator=self.generator, stop_ids=[end])
+        budget = min(self.cfg.max_new_tokens, self.model.cfg.max_seq_len - len(ids))  # a reply ends in the context
+        cfg = dataclasses.replace(self.cfg, max_new_tokens=budget)
+        pieces = stream(self.model, ids, cfg, generator=self.generator, stop_ids=[end])
         finished = False
         try:
             for i in pieces:

@@ -25,6 +25,7 @@ class Question(NamedTuple):
     prompt: list[int]  # ids of the conversation so far + <|assistant|>
     example: dict[str, Any]  # {"answer": ...} for the reward functions
     task: str
+    level: int | None  # the record's difficulty, when it has one
 
 
 def questions(conversations: Sequence[Sequence[Mapping[str, str]]], records: Sequence[Mapping[str, Any]],
@@ -37,18 +38,22 @@ def questions(conversations: Sequence[Sequence[Mapping[str, str]]], records: Seq
         if len(prompt) > max_prompt:
             continue
         answer = record.get("answer", messages[-1]["content"])
-        out.append(Question(prompt, {"answer": str(answer)}, str(record.get("task", "")) or "all"))
+        level = record.get("level")
+        out.append(Question(prompt, {"answer": str(answer)}, str(record.get("task", "")) or "all",
+                            level if isinstance(level, int) else None))
     return out
 
 
 @torch.no_grad()
 def score_answers(model: torch.nn.Module, tokenizer, items: Sequence[Question], *, max_new_tokens: int,
                   batch_size: int) -> dict[str, float]:
-    """{"exact_match", "f1", "stop_rate", "exact_match/<task>", "f1/<task>"} over `items` (greedy)."""
+    """{"exact_match", "f1", "stop_rate", "exact_match/<task>", "f1/<task>", "exact_match/level<k>"} over
+    `items` (greedy)."""
     cfg = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
     end = end_id(tokenizer)
     em: dict[str, list[float]] = defaultdict(list)
     f1: dict[str, list[float]] = defaultdict(list)
+    by_level: dict[int, list[float]] = defaultdict(list)
     stopped = 0
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]
@@ -58,6 +63,8 @@ def score_answers(model: torch.nn.Module, tokenizer, items: Sequence[Question], 
             stopped += ended
             reply = tokenizer.decode(ids[:-1] if ended else ids)
             em[q.task].append(exact_match(reply, q.example))
+            if q.level is not None:
+                by_level[q.level].append(em[q.task][-1])
             f1[q.task].append(token_f1(reply, q.example))
     n = max(1, len(items))
     result = {"exact_match": sum(map(sum, em.values())) / n, "f1": sum(map(sum, f1.values())) / n,
@@ -65,4 +72,6 @@ def score_answers(model: torch.nn.Module, tokenizer, items: Sequence[Question], 
     for task in sorted(em):
         result[f"exact_match/{task}"] = sum(em[task]) / len(em[task])
         result[f"f1/{task}"] = sum(f1[task]) / len(f1[task])
+    for level in sorted(by_level):
+        result[f"exact_match/level{level}"] = sum(by_level[level]) / len(by_level[level])
     return result

@@ -24,7 +24,6 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 from llmfs.config import invalid, option
 from llmfs.data.builtin.split import wanted

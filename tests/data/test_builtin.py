@@ -11,6 +11,7 @@ import pytest
 
 from llmfs.data.builtin import BUILTINS, iter_builtin, parse_builtin
 from llmfs.data.builtin import stories
+from llmfs.data.builtin.instructions import LEVELS
 from llmfs.errors import DataError
 
 
@@ -106,6 +107,7 @@ def test_instruction_gold_answers_are_correct():
     for r in rs:
         msgs, task, answer = r["messages"], r["task"], r["answer"]
         kinds.add(task)
+        assert r["level"] == LEVELS[task]
         assert [m["role"] for m in msgs if m["role"] != "system"][::2] == ["user"] * ((len(msgs) - (
             msgs[0]["role"] == "system")) // 2)
         assert msgs[-1]["role"] == "assistant" and msgs[-2]["role"] == "user"

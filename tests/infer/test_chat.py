@@ -109,7 +109,7 @@ def test_full_context_drops_the_oldest_turns(tmp_path):
     assert session.dropped_turns > 0
     assert session.messages[0] == {"role": "system", "content": "S"}
     assert session.messages[-2]["content"] == "message number 5"
-    with pytest.raises(LlmfsError, match="has no room"):
+    with pytest.raises(LlmfsError, match="no room for a reply"):
         list(session.reply("x" * 100))
 
 

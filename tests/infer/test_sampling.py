@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from llmfs.infer.sampling import SamplingConfig, frequency_penalty, min_p, repetition_penalty, sample_next, top_k, top_p

@@ -190,3 +190,32 @@ def test_bad_inputs_are_one_line_errors(tmp_path, base, capsys):
     missing.write_text(p.read_text().replace(str(base), str(tmp_path / "nope")))
     assert main(["sft", str(missing), "--quiet"]) == 2
     assert "checkpoint directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_small_then_sft_follows_instructions_and_chats(tmp_path, monkeypatch, capsys):
+    """The issue's acceptance on the README's recipes: pretrain small, then SFT; easy (level 1) tasks reach >= 50%
+    exact match from a 0% baseline, >= 95% of replies stop at <|end|>, and `llmfs chat` answers a built-in task.
+    Measured 2026-11-22 (2-core machine shared with other jobs): level 1 exact match 0.62 (greeting 1.0, refusal
+    0.63, story_qa 0.64, list_count 0.60), all tasks 0.29, stop rate 0.995."""
+    import io
+
+    from llmfs.data.builtin import iter_builtin
+    from llmfs.train.pretrain import PretrainRecipe
+    from llmfs.train.pretrain import run as pretrain
+
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
+    pretrain(load_recipe(recipes / "small.toml", PretrainRecipe, [f'run.out_dir="{tmp_path}"']), quiet=True)
+    final = run(load_recipe(recipes / "sft.toml", SFTRecipe, [f'run.out_dir="{tmp_path}"',
+                                                             f'init_from="{tmp_path / "small"}"']), quiet=True)
+    evals = rows(final.parent, "eval")
+    assert evals[0]["step"] == 0 and evals[0]["exact_match/level1"] < 0.1
+    assert evals[-1]["exact_match/level1"] >= 0.5 and evals[-1]["stop_rate"] >= 0.95
+
+    tasks = [r for r in iter_builtin("builtin:instructions", split="valid")
+             if r["task"] == "greeting" and len(r["messages"]) == 2][:3]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n/reset\n".join(r["messages"][0]["content"] for r in tasks)
+                                                 + "\n"))
+    assert main(["chat", str(final), "--temperature", "0"]) == 0
+    replies = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("[")]
+    assert sum(reply.strip() == r["answer"] for reply, r in zip(replies, tasks)) >= 2

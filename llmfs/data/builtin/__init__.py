@@ -3,7 +3,7 @@
 | name           | records                                               | used by            |
 | -------------- | ----------------------------------------------------- | ------------------ |
 | `stories`      | `{"text"}`                                            | tokenize, pretrain |
-| `instructions` | `{"messages", "task", "answer"}`                      | sft, evaluation    |
+| `instructions` | `{"messages", "task", "answer", "level"}`             | sft, evaluation    |
 | `preferences`  | `{"prompt", "chosen", "rejected", "defect", "task"}`  | reward             |
 | `arithmetic`   | `{"prompt", "answer", "level", "expression", "task"}` | ppo, grpo          |
 

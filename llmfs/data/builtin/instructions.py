@@ -1,8 +1,9 @@
 """`builtin:instructions`: chat conversations over tasks with a gold answer, for SFT and exact-match evaluation.
 
-Each record is `{"messages": [{"role", "content"}, ...], "task": KIND, "answer": GOLD}` where GOLD is what the
-final assistant turn must contain: the whole reply for text tasks, the `Answer: N` value for word problems
-(`exact_match` in `llmfs/align/rewards.py` reads both). Task kinds:
+Each record is `{"messages": [{"role", "content"}, ...], "task": KIND, "answer": GOLD, "level": 1|2|3}` where
+GOLD is what the final assistant turn must contain: the whole reply for text tasks, the `Answer: N` value for
+word problems (`exact_match` in `llmfs/align/rewards.py` reads both), and `level` the task's difficulty
+(`LEVELS`). Task kinds:
 
 - `story_qa`: a short story in the prompt and a question about it (who / where / what)
 - `word_problem`: arithmetic word problems, worked in one line, ending `Answer: N`
@@ -162,6 +163,12 @@ WEIGHTS = {"story_qa": 3, "word_problem": 2, "arithmetic": 2, "list_reverse": 1,
            "list_longest": 1, "format_upper": 1, "format_bullets": 1, "format_json": 1, "greeting": 1,
            "refusal": 1}
 LIST_TASKS = ("list_reverse", "list_sort", "list_count", "list_longest")
+# Difficulty (the record's `level`, read by SFT's curriculum and by its acceptance test): 1 = the answer is a fixed
+# phrase, a span copied from the prompt or a small count; 2 = one comparison or a reformatting of every word;
+# 3 = reordering a list or computing a number.
+LEVELS = {"greeting": 1, "refusal": 1, "story_qa": 1, "list_count": 1, "list_longest": 2, "format_upper": 2,
+          "format_bullets": 2, "format_json": 2, "list_reverse": 3, "list_sort": 3, "arithmetic": 3,
+          "word_problem": 3}
 
 
 def conversation(rng: random.Random) -> dict:
@@ -184,7 +191,7 @@ def conversation(rng: random.Random) -> dict:
     else:
         prompt, reply, answer = TASKS[kind](rng)
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
-    return {"messages": messages, "task": kind, "answer": answer}
+    return {"messages": messages, "task": kind, "answer": answer, "level": LEVELS[kind]}
 
 
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1) -> Iterator[dict]:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 
 from llmfs.data.builtin import instructions as I
 from llmfs.data.builtin import words as W
-from llmfs.data.builtin.split import wanted
 
 DEFECTS = ("wrong_answer", "off_topic", "rude", "truncated", "repetitive", "ignores_format")
 RUDE = ("Ugh, obviously: {r} Stop wasting my time.", "That is a silly question. Fine: {r}",
