@@ -42,49 +42,43 @@ def _root(
     """Build a language model from scratch: tokenize, pretrain, sft, reward, ppo/grpo, generate, chat."""
 
 
-@app.command()
-def pretrain(
-    recipe: str = typer.Argument(..., help="A pretraining recipe, e.g. recipes/small.toml."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=1e-3 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Require a checkpoint in the run directory to resume from."),
-    force: bool = typer.Option(False, "--force", help="Continue a run even though its recipe changed."),
-    device: str = typer.Option(None, "--device", help="Override run.device: auto, cpu, mps, cuda, cuda:N."),
-    precision: str = typer.Option(None, "--precision", help="Override run.precision: auto, fp32, bf16, fp16."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (metrics.jsonl is still written)."),
-) -> None:
-    """Pretrain a model on raw text (resumes automatically when the run directory has a checkpoint)."""
-    from llmfs.config import load_recipe
-    from llmfs.train.pretrain import PretrainRecipe, run
+def trainer_command(module: str, recipe_class: str, example: str, doc: str):
+    """A training command (`llmfs pretrain`, `llmfs sft`, ...): every trainer takes the same options and calls
+    `module.run(recipe, ...)`, so they are built here once. Imports happen when the command runs."""
 
-    _check_precision(precision)
-    path = run(load_recipe(recipe, PretrainRecipe, overrides), resume=resume, force=force, device=device,
-               precision=precision, quiet=quiet)
-    typer.echo(f"checkpoint: {path}")
+    def command(
+        recipe: str = typer.Argument(..., help=f"A recipe, e.g. {example}."),
+        overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=1e-3 "
+                                                              "(repeatable)."),
+        resume: bool = typer.Option(False, "--resume", help="Require a checkpoint in the run directory to resume "
+                                                            "from."),
+        force: bool = typer.Option(False, "--force", help="Continue a run even though its recipe changed."),
+        device: str = typer.Option(None, "--device", help="Override run.device: auto, cpu, mps, cuda, cuda:N."),
+        precision: str = typer.Option(None, "--precision", help="Override run.precision: auto, fp32, bf16, fp16."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (metrics.jsonl is still "
+                                                                "written)."),
+    ) -> None:
+        import importlib
 
+        from llmfs.config import load_recipe
 
-@app.command()
-def sft(
-    recipe: str = typer.Argument(..., help="An SFT recipe, e.g. recipes/sft.toml (init_from names the base model)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: --set optim.lr=1e-4 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Require a checkpoint in the run directory to resume from."),
-    force: bool = typer.Option(False, "--force", help="Continue a run even though its recipe changed."),
-    device: str = typer.Option(None, "--device", help="Override run.device: auto, cpu, mps, cuda, cuda:N."),
-    precision: str = typer.Option(None, "--precision", help="Override run.precision: auto, fp32, bf16, fp16."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output (metrics.jsonl is still written)."),
-) -> None:
-    """Fine-tune a pretrained checkpoint on conversations (loss on assistant replies only)."""
-    from llmfs.config import load_recipe
-    from llmfs.train.sft import SFTRecipe, run
+        if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise LlmfsError(f"--precision {precision}: use auto, fp32, bf16 or fp16")
+        stage = importlib.import_module(module)
+        path = stage.run(load_recipe(recipe, getattr(stage, recipe_class), overrides), resume=resume, force=force,
+                         device=device, precision=precision, quiet=quiet)
+        typer.echo(f"checkpoint: {path}")
 
-    _check_precision(precision)
-    path = run(load_recipe(recipe, SFTRecipe, overrides), resume=resume, force=force, device=device,
-               precision=precision, quiet=quiet)
-    typer.echo(f"checkpoint: {path}")
+    command.__doc__ = doc
+    return command
 
 
-def _check_precision(precision: str | None) -> None:
-    if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise LlmfsError(f"--precision {precision}: use auto, fp32, bf16 or fp16")
+app.command("pretrain")(trainer_command(
+    "llmfs.train.pretrain", "PretrainRecipe", "recipes/small.toml",
+    "Pretrain a model on raw text (resumes automatically when the run directory has a checkpoint)."))
+app.command("sft")(trainer_command(
+    "llmfs.train.sft", "SFTRecipe", "recipes/sft.toml",
+    "Fine-tune a pretrained checkpoint on conversations (loss on assistant replies only)."))
 
 
 @app.command()

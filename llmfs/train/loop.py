@@ -101,6 +101,48 @@ class Progress:
     skips: int = 0
 
 
+def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, optim, resume_from: Path | None,
+                     compile: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer, Progress]:
+    """Wrap the model for the processes (DDP / FSDP2), build its optimizer, load the resume state when there is
+    one, then compile: (the module to train, its optimizer, where the run is)."""
+    from llmfs.train import distributed as D
+    from llmfs.train.optim import build_optimizer
+
+    trained = D.wrap_model(model, parallel, rt)
+    optimizer = build_optimizer(trained, optim, rt.device)
+    progress = Progress()
+    if resume_from is not None:
+        ckpt = ck.open_checkpoint(resume_from)
+        state = ck.load_resume_state(ckpt)
+        D.load_full_state(trained, optimizer, ck.read_weights(ckpt, model), dict(state.optimizer))
+        progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
+    if compile:
+        trained = torch.compile(trained)
+    return trained, optimizer, progress
+
+
+def save_checkpoint(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime, *, run_dir: Path,
+                    step: int, final: bool, keep_last: int, progress: Progress, seed: int, recipe_text: str,
+                    **save_kwargs) -> Path | None:
+    """Gather the full model and optimizer state (a collective under FSDP: every rank calls this) and, on the
+    main process, write `run_dir/final` or `run_dir/step-N` with the resume state. `save_kwargs` go to
+    `checkpoint.save` (kind, model_config, tokenizer_json, parent, extra)."""
+    from llmfs.config import sha256_text
+    from llmfs.train import distributed as D
+
+    state = D.full_model_state(trained)
+    opt_state = D.full_optimizer_state(trained, optimizer)
+    if not rt.dist.is_main:
+        return None
+    resume = ck.ResumeState(optimizer=opt_state, trainer={
+        "step": step, "tokens_seen": progress.tokens_seen, "skips": progress.skips, "seed": seed,
+        "recipe_sha256": sha256_text(recipe_text)})
+    kwargs = dict(state_dict=state, recipe_toml=recipe_text, resume=resume, **save_kwargs)
+    if final:
+        return ck.save(run_dir / "final", **kwargs)
+    return ck.save_step(run_dir, step, keep_last=keep_last, **kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Cadence:
     total: int  # steps

@@ -20,15 +20,15 @@ from typing import Literal
 import torch
 
 from llmfs import checkpoint as ck
-from llmfs.config import dump_toml, invalid, option, sha256_text
+from llmfs.config import dump_toml, invalid, option
 from llmfs.errors import LlmfsError
 from llmfs.infer.sampling import SamplingConfig
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import (Cadence, Progress, Stage, barrier, check_run_dir, peak_flops, plan_batches,
-                              train_loop)
-from llmfs.train.optim import OptimConfig, build_optimizer
+from llmfs.train.loop import (Cadence, Stage, barrier, check_run_dir, peak_flops, plan_batches, prepare_training,
+                              save_checkpoint, train_loop)
+from llmfs.train.optim import OptimConfig
 from llmfs.tokenizer.registry import TokenizerConfig
 from llmfs.train.pretrain_data import DataConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
@@ -85,7 +85,6 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
     from llmfs.infer.generate import generate
     from llmfs.model.transformer import Transformer
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
-    from llmfs.train import distributed as D
     from llmfs.train.evaluate import evaluate_lm, token_byte_lengths
     from llmfs.train.pretrain_data import prepare_shards, prepare_tokenizer
     from llmfs.train.step import lm_loss
@@ -128,17 +127,8 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
 
         for i, layer in enumerate(model.layers):
             model.layers[i] = checkpoint_wrapper(layer)
-    trained = D.wrap_model(model, recipe.train.parallel, rt)
-    optimizer = build_optimizer(trained, recipe.optim, rt.device)
-    progress = Progress()
-    if resume_from is not None:
-        ckpt = ck.open_checkpoint(resume_from)
-        state = ck.load_resume_state(ckpt)
-        weights_state = ck.read_weights(ckpt, model)
-        D.load_full_state(trained, optimizer, weights_state, dict(state.optimizer))
-        progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
-    if recipe.train.compile:
-        trained = torch.compile(trained)
+    trained, optimizer, progress = prepare_training(model, rt, parallel=recipe.train.parallel, optim=recipe.optim,
+                                                    resume_from=resume_from, compile=recipe.train.compile)
     total = recipe.train.max_steps
     tokens_per_step = recipe.data.batch_size * seq_len
 
@@ -147,20 +137,11 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
         return lm_loss(out.logits, y), out
 
     def save(step: int, final: bool) -> Path | None:
-        state = D.full_model_state(trained)
-        opt_state = D.full_optimizer_state(trained, optimizer)
-        if not main:
-            return None
-        kwargs = dict(kind="causal_lm", model_config=dataclasses.asdict(recipe.model), state_dict=state,
-                      tokenizer_json=tok_dir / "tokenizer.json", recipe_toml=recipe_text,
-                      resume=ck.ResumeState(optimizer=opt_state, trainer={
-                          "step": step, "tokens_seen": progress.tokens_seen, "skips": progress.skips,
-                          "seed": recipe.run.seed,
-                          "recipe_sha256": sha256_text(recipe_text)}),
-                      extra={"stage": "pretrain", "step": step, "tokenizer_sha256": tok_sha})
-        if final:
-            return ck.save(run_dir / "final", **kwargs)
-        return ck.save_step(run_dir, step, keep_last=recipe.train.keep_last, **kwargs)
+        return save_checkpoint(trained, optimizer, rt, run_dir=run_dir, step=step, final=final,
+                               keep_last=recipe.train.keep_last, progress=progress, seed=recipe.run.seed,
+                               recipe_text=recipe_text, kind="causal_lm",
+                               model_config=dataclasses.asdict(recipe.model), tokenizer_json=tok_dir / "tokenizer.json",
+                               extra={"stage": "pretrain", "step": step, "tokenizer_sha256": tok_sha})
 
     def evaluate(step: int) -> dict:
         results = {}

@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from llmfs import checkpoint as ck
-from llmfs.config import dump_toml, from_dict, invalid, option, sha256_text
+from llmfs.config import dump_toml, from_dict, invalid, option
 from llmfs.errors import CheckpointError, DataError, LlmfsError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import (Cadence, Progress, Stage, barrier, check_run_dir, peak_flops, plan_batches,
-                              train_loop)
-from llmfs.train.optim import OptimConfig, build_optimizer
+from llmfs.train.loop import (Cadence, Stage, barrier, check_run_dir, peak_flops, plan_batches, prepare_training,
+                              save_checkpoint, train_loop)
+from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
 
 
@@ -166,7 +166,6 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
     from llmfs.tokenizer.chat import with_chat_tokens
     from llmfs.tokenizer.hf import load, save
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
-    from llmfs.train import distributed as D
     from llmfs.train.answers import questions, score_answers
 
     rt = setup(recipe.run, device=device, precision=precision)
@@ -225,16 +224,8 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
     first_epoch = curriculum_order(train_ex, recipe.data.curriculum, recipe.run.seed)
 
     # ----------------------------------------------------------------------------- optimizer and resume
-    trained = D.wrap_model(model, recipe.train.parallel, rt)
-    optimizer = build_optimizer(trained, recipe.optim, rt.device)
-    progress = Progress()
-    if resume_from is not None:
-        ckpt = ck.open_checkpoint(resume_from)
-        state = ck.load_resume_state(ckpt)
-        D.load_full_state(trained, optimizer, ck.read_weights(ckpt, model), dict(state.optimizer))
-        progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
-    if recipe.train.compile:
-        trained = torch.compile(trained)
+    trained, optimizer, progress = prepare_training(model, rt, parallel=recipe.train.parallel, optim=recipe.optim,
+                                                    resume_from=resume_from, compile=recipe.train.compile)
     total = recipe.train.max_steps
     tok_sha = tokenizer_sha256(tok_dir)
     world, rank = rt.dist.world_size, rt.dist.rank
@@ -277,20 +268,12 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
             model.train()
 
     def save_ckpt(step: int, final: bool) -> Path | None:
-        state = D.full_model_state(trained)
-        opt_state = D.full_optimizer_state(trained, optimizer)
-        if not main:
-            return None
-        kwargs = dict(kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=state,
-                      tokenizer_json=tok_dir / "tokenizer.json", recipe_toml=recipe_text, parent=parent,
-                      resume=ck.ResumeState(optimizer=opt_state, trainer={
-                          "step": step, "tokens_seen": progress.tokens_seen, "skips": progress.skips,
-                          "seed": recipe.run.seed, "recipe_sha256": sha256_text(recipe_text)}),
-                      extra={"stage": "sft", "step": step, "tokenizer_sha256": tok_sha, "vocab_resized": resized,
-                             "truncation": dataclasses.asdict(train_cut)})
-        if final:
-            return ck.save(run_dir / "final", **kwargs)
-        return ck.save_step(run_dir, step, keep_last=recipe.train.keep_last, **kwargs)
+        return save_checkpoint(trained, optimizer, rt, run_dir=run_dir, step=step, final=final,
+                               keep_last=recipe.train.keep_last, progress=progress, seed=recipe.run.seed,
+                               recipe_text=recipe_text, kind="causal_lm", model_config=dataclasses.asdict(cfg),
+                               tokenizer_json=tok_dir / "tokenizer.json", parent=parent,
+                               extra={"stage": "sft", "step": step, "tokenizer_sha256": tok_sha,
+                                      "vocab_resized": resized, "truncation": dataclasses.asdict(train_cut)})
 
     # ------------------------------------------------------------------------------------------- loop
     metrics = Metrics(run_dir, recipe.log, total_steps=total, is_main=main, quiet=quiet,
