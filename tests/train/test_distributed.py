@@ -46,3 +46,26 @@ def test_two_processes_match_one(tmp_path, parallel):
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
     assert ck.load_resume_state(ckpt).trainer["step"] == 8
+
+
+def test_sft_on_two_processes_matches_one(tmp_path):
+    """SFT's loss is the token mean of the global batch however it is split: 2 DDP processes x 2 micro-batches
+    reach the losses of one process (packed rows hold different conversations on each rank)."""
+    from llmfs.train.sft import SFTRecipe
+    from llmfs.train.sft import run as sft
+
+    from .test_sft import make_base, recipe_file, rows
+
+    p = recipe_file(tmp_path, make_base(tmp_path / "base"))
+    common = ["train.max_steps=4", "train.save_every=0", "log.every=1", "eval.baseline=false", "eval.examples=0",
+              "data.micro_batch_size=2"]
+    single = sft(load_recipe(p, SFTRecipe, common + ["run.name=single"]), quiet=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    args = [a for kv in common + ["run.name=multi"] for a in ("--set", kv)]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "llmfs", "sft", str(p), "--quiet", *args],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    la = [r["loss"] for r in rows(single.parent)]
+    lb = [r["loss"] for r in rows(tmp_path / "runs" / "multi")]
+    assert len(la) == len(lb) == 4 and lb == pytest.approx(la, abs=1e-5)

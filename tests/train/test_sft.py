@@ -71,15 +71,18 @@ def write_jsonl(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
+def make_base(d: Path) -> Path:
     """A random tiny causal LM with a byte tokenizer that has no chat tokens (257 ids)."""
-    d = tmp_path_factory.mktemp("base")
     save(ByteTokenizer(), d / "tok")
     cfg = ModelConfig(vocab_size=257, max_seq_len=64, d_model=32, n_layers=2, n_heads=4)
     net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
     return ck.save(d / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=net.state_dict(),
                    tokenizer_json=d / "tok" / "tokenizer.json")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return make_base(tmp_path_factory.mktemp("base"))
 
 
 def recipe_file(tmp_path: Path, base: Path, **data_files: Path) -> Path:
