@@ -88,6 +88,27 @@ def iter_records(spec: str | Path, *, required: Sequence[str], fields: Mapping[s
     return itertools.chain([first], records)
 
 
+def split_records(train: str, valid: str, split: str, *, required: Sequence[str] = (),
+                  fields: Mapping[str, str] | None = None, valid_fraction: float, cache_dir: str | Path | None = None,
+                  seed: int = 0) -> tuple[list[dict], str]:
+    """(records, a name for messages) of one split of a stage's data: `train` is the training source and `valid`
+    the held-out one ("" = hold out from `train`). A builtin source gives its own split; any other source held
+    out from is divided by content hash (the lowest `valid_fraction` of hashes, llmfs/data/builtin/split.py), so
+    a record is never on both sides."""
+    import json
+
+    from llmfs.data.builtin.split import wanted
+
+    spec = valid if split == "valid" and valid else train
+    if spec.startswith("builtin:"):
+        return list(iter_records(spec, required=required, split=split, seed=seed)), f"{spec} ({split})"
+    records = iter_records(spec, required=required, fields=fields, cache_dir=cache_dir)
+    if valid:  # an explicit validation source: each side is used whole
+        return list(records), spec
+    return [r for r in records if wanted(json.dumps(r, sort_keys=True, default=str), split, valid_fraction)], \
+        f"{spec} ({split})"
+
+
 def source_records(source: str | Path, *, required: Sequence[str], fields: Mapping[str, str] | None = None,
                    split: str = "train", cache_dir: str | Path | None = None,
                    hint: str = DEFAULT_HINT) -> Iterator[dict]:

@@ -1,7 +1,7 @@
-"""The step loop every trainer shares (pretrain, sft): run directory rules, stop signals, logging cadence,
-evaluation, samples and checkpoints. A stage supplies plain functions (its batches, its loss, its evaluation,
-its save); the loop owns the order in which they run, so resume, Ctrl-C and non-finite handling behave the same
-in every stage.
+"""The step loop every trainer shares (pretrain, sft, grpo, ...): run directory rules, stop signals, logging
+cadence, evaluation, samples and checkpoints. A stage supplies plain functions (its batches and loss, or its own
+update for RL; its evaluation, its save); the loop owns the order in which they run, so resume, Ctrl-C and
+non-finite handling behave the same in every stage.
 
 Exact resume: the batch of step s must be a pure function of (seed, s) (each stage's `batches`), and the global
 torch RNG (dropout) is re-seeded from (seed, s, rank) before each step, so a run stopped at step k and resumed
@@ -25,7 +25,7 @@ from llmfs.errors import LlmfsError
 from llmfs.metrics import Metrics
 from llmfs.runtime import Runtime
 from llmfs.train.optim import set_lr
-from llmfs.train.step import train_step
+from llmfs.train.step import StepResult, train_step
 
 
 class Stop:
@@ -157,12 +157,15 @@ class Cadence:
 class Stage:
     """The stage-specific functions the loop calls."""
 
-    batches: Callable[[int], tuple[list[tuple[torch.Tensor, ...]], int]]  # step -> (micro-batches, tokens)
-    loss_fn: Callable  # (model, *tensors) -> (loss, output), see train_step
     lr_at: Callable[[int], float]
     evaluate: Callable[[int], dict]  # step -> metrics to log as kind "eval"
     sample: Callable[[int], None]
     save: Callable[[int, bool], Path | None]  # (step, final) -> directory (None on non-main ranks)
+    # A supervised stage gives its batches and loss, and each step is one `train_step`:
+    batches: Callable[[int], tuple[list[tuple[torch.Tensor, ...]], int]] | None = None  # step -> (micro, tokens)
+    loss_fn: Callable | None = None  # (model, *tensors) -> (loss, output), see train_step
+    # An RL stage gives its own step instead (rollout, then several optimizer updates):
+    update: Callable[[int], tuple[StepResult, int, dict]] | None = None  # step -> (result, tokens, metrics)
     flops_per_token: float = 0.0
 
 
@@ -183,11 +186,16 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
         t_last = time.perf_counter()
         for step in range(start, total):
             torch.manual_seed(hash((seed, step, rt.dist.rank)) % 2**63)  # dropout, per step
-            micro, n_tokens = stage.batches(step)
             lr = stage.lr_at(step)
             set_lr(optimizer, lr)
-            result = train_step(trained, optimizer, micro, stage.loss_fn, autocast=rt.autocast, grad_clip=grad_clip,
-                                scaler=scaler, no_sync=D.no_sync(trained), reduce_mean=D.reduce_mean(rt))
+            extra: dict = {}
+            if stage.update is not None:
+                result, n_tokens, extra = stage.update(step)
+            else:
+                micro, n_tokens = stage.batches(step)
+                result = train_step(trained, optimizer, micro, stage.loss_fn, autocast=rt.autocast,
+                                    grad_clip=grad_clip, scaler=scaler, no_sync=D.no_sync(trained),
+                                    reduce_mean=D.reduce_mean(rt))
             if not result.finite and scaler is None:
                 progress.skips += 1
                 if progress.skips > cadence.max_skips:
@@ -209,6 +217,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                     values["expert_load_max"] = max(float(x.max()) for x in result.expert_load)
                 if progress.skips:
                     values["skipped"] = progress.skips
+                values.update(extra)
                 metrics.log(done, values)
                 t_last, tokens_since = time.perf_counter(), 0
             paused = time.perf_counter()  # evaluation, samples and saving are not counted in tok_per_s

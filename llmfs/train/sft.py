@@ -19,7 +19,6 @@ that stop at `<|end|>` (`llmfs/train/answers.py`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -97,20 +96,6 @@ class SFTRecipe:
 
 
 # ------------------------------------------------------------------------------------------------- pieces
-def load_conversations(spec: str, split: str, data: SFTDataConfig, cache_dir: Path, seed: int):
-    """(records, source name) of one split; a non-builtin source is split by content hash."""
-    from llmfs.data.builtin.split import wanted
-    from llmfs.data.records import iter_records
-
-    if spec.startswith("builtin:"):
-        return list(iter_records(spec, required=(), split=split, seed=seed)), f"{spec} ({split})"
-    records = iter_records(spec, required=(), fields=data.fields, cache_dir=cache_dir)
-    if data.valid:  # explicit validation source: the train source is used whole
-        return list(records), spec
-    return [r for r in records if wanted(json.dumps(r, sort_keys=True, default=str), split,
-                                         data.valid_fraction)], f"{spec} ({split})"
-
-
 def grow_vocab(model: torch.nn.Module, cfg: ModelConfig, vocab_size: int) -> ModelConfig:
     """Grow the embedding (and an untied head) to `vocab_size` rows in place; new rows are the mean of the
     existing ones (Hewitt 2021: a new token then starts as the average token instead of a random direction
@@ -160,6 +145,7 @@ def preflight(tokenizer, model_cfg: ModelConfig, conversations: list, pad_id: in
 def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device: str | None = None,
         precision: str | None = None, quiet: bool = False) -> Path:
     """Fine-tune, checkpoint and return the final checkpoint directory."""
+    from llmfs.data.records import split_records
     from llmfs.data.sft import (IGNORE, batch_indices, conversation, curriculum_order, pack_batch, pad_batch,
                                 render_examples)
     from llmfs.model.transformer import Transformer
@@ -206,11 +192,10 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
 
     # ------------------------------------------------------------------------------------------- data
     cache_dir = Path(recipe.data.cache_dir) if recipe.data.cache_dir else run_dir / "data" / "hf_cache"
-    train_records, train_name = load_conversations(recipe.data.train, "train", recipe.data, cache_dir,
-                                                   recipe.run.seed)
-    valid_spec = recipe.data.valid or recipe.data.train
-    valid_records, valid_name = load_conversations(valid_spec, "valid" if not recipe.data.valid else "train",
-                                                   recipe.data, cache_dir, recipe.run.seed)
+    data = recipe.data
+    split_args = dict(fields=data.fields, valid_fraction=data.valid_fraction, cache_dir=cache_dir, seed=recipe.run.seed)
+    train_records, train_name = split_records(data.train, data.valid, "train", **split_args)
+    valid_records, valid_name = split_records(data.train, data.valid, "valid", **split_args)
     if not valid_records:
         raise DataError(f"{valid_name}: no held-out conversations; give data.valid or raise data.valid_fraction")
     seq_len = recipe.data.seq_len
