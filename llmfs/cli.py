@@ -79,6 +79,9 @@ app.command("pretrain")(trainer_command(
 app.command("sft")(trainer_command(
     "llmfs.train.sft", "SFTRecipe", "recipes/sft.toml",
     "Fine-tune a pretrained checkpoint on conversations (loss on assistant replies only)."))
+app.command("grpo")(trainer_command(
+    "llmfs.train.grpo", "GRPORecipe", "recipes/grpo.toml",
+    "Group-relative policy optimisation of a chat model on prompts with verifiable rewards."))
 
 
 @app.command()

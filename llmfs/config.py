@@ -204,7 +204,13 @@ def _from_dict(cls: type[T], data: dict[str, Any], prefix: str, src: Source) -> 
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise src.error(key, f"missing required key ({_describe(hints[name])})")
             continue
-        kwargs[name] = _convert(data[name], hints[name], key, src)
+        value = data[name]
+        if dataclasses.is_dataclass(f.default) and isinstance(value, dict):
+            # a section given in part starts from the recipe's own default for it (GRPORecipe logs every step
+            # even when its [log] section only sets console), not from the section class's defaults
+            value = {**{g.name: getattr(f.default, g.name) for g in dataclasses.fields(f.default) if g.init},
+                     **value}
+        kwargs[name] = _convert(value, hints[name], key, src)
         _check_bounds(kwargs[name], f, key, src)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)

@@ -224,3 +224,16 @@ def test_from_dict_on_parsed_json_section():
     assert m == ModelSection(d_model=8, n_heads=2)
     with pytest.raises(ConfigError, match=r"^ckpt/config.json: n_heads: must be >= 1, got 0$"):
         from_dict(ModelSection, {"d_model": 8, "n_heads": 0}, source="ckpt/config.json")
+
+
+def test_a_section_given_in_part_starts_from_the_recipes_own_default(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class StageRecipe:
+        log: LogConfig = LogConfig(every=1, console="plain")
+        optim: OptimSection = OptimSection(lr=1e-5)
+
+    r = load_recipe(write(tmp_path, '[log]\nconsole = "none"\n'), StageRecipe)
+    assert r.log == LogConfig(every=1, console="none")  # every from the recipe's default, not LogConfig's 10
+    assert r.optim == OptimSection(lr=1e-5)
+    r = load_recipe(write(tmp_path, "[optim]\nweight_decay = 0.0\n"), StageRecipe, ["optim.lr=2e-5"])
+    assert r.optim == OptimSection(lr=2e-5, weight_decay=0.0)

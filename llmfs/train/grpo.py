@@ -1,0 +1,312 @@
+"""`llmfs grpo RECIPE`: group-relative policy optimisation (Shao et al. 2024) with verifiable rewards.
+
+One step (an "iteration"):
+  prompts of the step (a pure function of seed and step) -> G replies each, sampled in one batch with the KV
+  cache -> rewards from the `REWARDS` registry, weighted -> group-relative advantages (one per reply, shared by
+  its tokens) -> log-probabilities of the sampling policy (and of the frozen reference when kl_coef > 0) ->
+  `epochs` passes over shuffled minibatches, each an optimizer update on the clipped objective
+  (+ kl_coef * k3 KL to the reference), aggregated per token, per sequence or over a fixed length.
+The first minibatch of a step sees ratio 1 exactly; later ones see the policy they moved, which is what the
+clip bounds (logged: clip_fraction, approx_kl).
+
+Degenerate settings give the classic baselines: group_size = 1 with scale = "none" and epochs = 1 is REINFORCE
+without a baseline (one on-policy update per rollout, so the clip never binds); kl_coef = 0 skips the reference
+model entirely.
+
+A reward function that raises on some reply scores it 0; the errors are counted (`reward_errors`) and the first
+one is shown once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from llmfs import checkpoint as ck
+from llmfs.config import dump_toml, from_dict, invalid, option
+from llmfs.errors import CheckpointError, DataError
+from llmfs.metrics import LogConfig, Metrics
+from llmfs.model.config import ModelConfig
+from llmfs.runtime import RunConfig, setup, teardown
+from llmfs.train.loop import Cadence, Stage, check_run_dir, prepare_training, save_checkpoint, train_loop
+from llmfs.train.optim import OptimConfig
+from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptDataConfig:
+    """`[data]` of the RL stages: prompts with (for verifiable tasks) an `answer`."""
+
+    train: str = "builtin:arithmetic?level=1&n=2000"
+    valid: str = ""  # "" = held out from `train` (a builtin's valid split, else valid_fraction by content hash)
+    valid_fraction: float = option(0.05, gt=0, lt=1)
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical -> column, e.g. {prompt = "question"}
+    cache_dir: str = ""  # `datasets` cache; "" = RUN/data/hf_cache
+    prompts_per_step: int = option(8, ge=1, doc="distinct prompts per iteration")
+    eval_prompts: int = option(100, ge=0, doc="held-out prompts answered greedily at each evaluation; 0 = skip")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig:
+    """The `[grpo]` section."""
+
+    group_size: int = option(8, ge=1, doc="replies sampled per prompt")
+    max_new_tokens: int = option(48, ge=1)
+    temperature: float = option(1.0, gt=0)
+    top_p: float = option(1.0, gt=0, le=1)
+    rewards: dict[str, float] = dataclasses.field(default_factory=lambda: {"exact_match": 1.0})  # REWARDS name -> weight
+    scale: Literal["group", "batch", "none"] = "group"  # advantage = (r - group mean) / (this std + eps)
+    epochs: int = option(2, ge=1, doc="passes over each rollout batch")
+    minibatch_size: int = option(16, ge=1, doc="replies per optimizer update")
+    clip_low: float = option(0.2, gt=0, lt=1)
+    clip_high: float = option(0.2, gt=0, doc="DAPO's clip-higher when larger than clip_low")
+    kl_coef: float = option(0.0, ge=0, doc="k3 KL to the reference; 0 = no reference model")
+    aggregation: Literal["token", "sequence", "fixed_length"] = "token"
+
+    def validate(self) -> None:
+        from llmfs.align.rewards import REWARDS
+
+        if not self.rewards:
+            raise invalid("rewards", "needs at least one reward, e.g. {exact_match = 1.0}")
+        for name in self.rewards:
+            if name not in REWARDS:
+                raise invalid(f"rewards.{name}", f"unknown reward; use one of {', '.join(REWARDS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLTrainConfig:
+    """`[train]` of the RL stages: iterations, evaluation and checkpoints."""
+
+    max_steps: int = option(100, ge=1, doc="iterations (rollout + updates)")
+    eval_every: int = option(25, ge=0)
+    save_every: int = option(0, ge=0)
+    keep_last: int = option(2, ge=1)
+    max_skips: int = option(0, ge=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPORecipe:
+    init_from: str  # the policy to start from: an SFT checkpoint (it needs the chat template)
+    run: RunConfig = RunConfig(name="grpo")
+    data: PromptDataConfig = PromptDataConfig()
+    grpo: GRPOConfig = GRPOConfig()
+    optim: OptimConfig = OptimConfig(lr=1e-5, weight_decay=0.0)
+    schedule: ScheduleConfig = ScheduleConfig(name="constant", warmup_steps=0)
+    train: RLTrainConfig = RLTrainConfig()
+    log: LogConfig = LogConfig(every=1)
+
+    def validate(self) -> None:
+        if not self.init_from:
+            raise invalid("init_from", "name the SFT checkpoint to start from, e.g. init_from = \"runs/sft\"")
+        check_fits(self.schedule, self.train.max_steps)
+
+
+# ------------------------------------------------------------------------------------------------- pieces
+def prompt_messages(record: dict, where: str) -> list[dict[str, str]]:
+    """A prompt record's conversation so far: a string is one user turn, a list is checked as a conversation."""
+    from llmfs.tokenizer.chat import check_messages
+
+    prompt = record.get("prompt")
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise DataError(f"{where}: 'prompt' is empty")
+        return [{"role": "user", "content": prompt}]
+    return check_messages(prompt, where, needs_reply=False)
+
+
+class RewardScorer:
+    """The weighted sum of the recipe's rewards; a reward that raises scores that reply 0 and is counted."""
+
+    def __init__(self, weights: dict[str, float]):
+        from llmfs.align.rewards import REWARDS
+
+        self.fns = [(REWARDS[name], w) for name, w in weights.items()]
+        self.errors = 0
+        self.first_error: str | None = None
+
+    def __call__(self, replies: list[str], examples: list[dict]) -> torch.Tensor:
+        out = []
+        for reply, example in zip(replies, examples):
+            total = 0.0
+            for fn, weight in self.fns:
+                try:
+                    total += weight * float(fn(reply, example))
+                except Exception as e:  # a user's reward function must not stop training
+                    self.errors += 1
+                    if self.first_error is None:
+                        self.first_error = f"{fn.__name__}: {type(e).__name__}: {e}"
+            out.append(total)
+        return torch.tensor(out)
+
+
+def load_policy(init_from: str, device):
+    """(model, tokenizer, parent checkpoint) of an RL stage's starting point; it must be a chat model."""
+    from llmfs.infer.chat import check_chat_model
+    from llmfs.infer.load import load_model
+
+    model, tok, parent = load_model(init_from, device=device)
+    if parent.kind != "causal_lm":
+        raise CheckpointError(f"init_from {parent.path}: is a '{parent.kind}' checkpoint; start from an SFT one")
+    check_chat_model(tok, parent.path / ck.TEMPLATE_FILE, f"init_from {parent.path}")
+    return model.train(), tok, parent
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device: str | None = None,
+        precision: str | None = None, quiet: bool = False) -> Path:
+    """Optimise the policy, checkpoint and return the final checkpoint directory."""
+    from llmfs.align.advantages import group_advantages, zero_variance_groups
+    from llmfs.align.kl import kl_k3
+    from llmfs.align.masked import masked_mean
+    from llmfs.align.policy_loss import AGGREGATIONS, clipped_policy_loss
+    from llmfs.align.rollout import sample, score_logprobs, token_logprobs
+    from llmfs.data.records import split_records
+    from llmfs.data.sft import batch_indices
+    from llmfs.infer.sampling import SamplingConfig
+    from llmfs.tokenizer.chat import end_id, render_prompt
+    from llmfs.train.answers import Question, score_answers
+    from llmfs.train.step import StepResult, train_step
+
+    rt = setup(recipe.run, device=device, precision=precision)
+    if rt.dist.world_size > 1:
+        raise DataError("llmfs grpo runs in one process for now (rollouts are not split across processes); "
+                        "run it without torchrun")
+    main = rt.dist.is_main
+    run_dir = Path(recipe.run.out_dir) / recipe.run.name
+    recipe_text = dump_toml(recipe)
+    resume_from = check_run_dir(run_dir, recipe_text, resume, force)
+    model, tokenizer, parent = load_policy(recipe.init_from, rt.device)
+    cfg: ModelConfig = from_dict(ModelConfig, dict(parent.model_config))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ck.write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    g = recipe.grpo
+
+    # ------------------------------------------------------------------------------------------- data
+    cache_dir = Path(recipe.data.cache_dir) if recipe.data.cache_dir else run_dir / "data" / "hf_cache"
+    split_args = dict(required=("prompt",), fields=recipe.data.fields, valid_fraction=recipe.data.valid_fraction,
+                      cache_dir=cache_dir, seed=recipe.run.seed)
+    train_records, train_name = split_records(recipe.data.train, recipe.data.valid, "train", **split_args)
+    valid_records, valid_name = split_records(recipe.data.train, recipe.data.valid, "valid", **split_args)
+    room = cfg.max_seq_len - g.max_new_tokens
+    train_prompts = [render_prompt(tokenizer, prompt_messages(r, f"{train_name} record {i}"))
+                     for i, r in enumerate(train_records)]
+    keep = [i for i, p in enumerate(train_prompts) if len(p) <= room]
+    if not keep:
+        raise DataError(f"{train_name}: no prompt fits the context ({cfg.max_seq_len}) with room for "
+                        f"grpo.max_new_tokens = {g.max_new_tokens}")
+    train_records = [train_records[i] for i in keep]
+    train_prompts = [train_prompts[i] for i in keep]
+    held_out = []
+    for i, r in enumerate(valid_records[:recipe.data.eval_prompts]):
+        ids = render_prompt(tokenizer, prompt_messages(r, f"{valid_name} record {i}"))
+        if len(ids) <= room:
+            level = r.get("level")
+            held_out.append(Question(ids, r, str(r.get("task", "")) or "all", level if isinstance(level, int)
+                                     else None))
+
+    # ---------------------------------------------------------------------------------- models
+    end, pad = end_id(tokenizer), tokenizer.eot_id if tokenizer.eot_id is not None else 0
+    reference = None
+    if g.kl_coef > 0:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    trained, optimizer, progress = prepare_training(model, rt, parallel="ddp", optim=recipe.optim,
+                                                    resume_from=resume_from, compile=False)
+    sampling = SamplingConfig(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)
+    scorer = RewardScorer(g.rewards)
+    aggregate = AGGREGATIONS[g.aggregation]
+    stats: dict[str, list[float]] = {}
+
+    def loss_fn(m, seqs, mask, adv, old_logp, ref_logp):
+        out = m(seqs)
+        logp = token_logprobs(out.logits, seqs, g.temperature)
+        pl = clipped_policy_loss(logp, old_logp, adv, mask, clip_low=g.clip_low, clip_high=g.clip_high)
+        per_token = pl.per_token
+        if reference is not None:
+            kl = kl_k3(logp, ref_logp)
+            per_token = per_token + g.kl_coef * kl
+            stats.setdefault("kl", []).append(float(masked_mean(kl.detach(), mask)))
+        stats.setdefault("clip_fraction", []).append(float(pl.clip_fraction))
+        stats.setdefault("approx_kl", []).append(float(pl.approx_kl))
+        stats.setdefault("ratio_dev", []).append(float(masked_mean((torch.exp(logp - old_logp) - 1).abs().detach(),
+                                                                   mask)))
+        return aggregate(per_token, mask, g.max_new_tokens), out
+
+    def update(step: int):
+        idx = batch_indices(step, recipe.data.prompts_per_step, len(train_prompts), recipe.run.seed)
+        prompts = [train_prompts[i] for i in idx for _ in range(g.group_size)]  # groups are consecutive
+        examples = [train_records[i] for i in idx for _ in range(g.group_size)]
+        gen = torch.Generator(rt.device).manual_seed(hash((recipe.run.seed, step, 1)) % 2**63)
+        ro = sample(model, tokenizer, prompts, sampling, end_id=end, pad_id=pad, generator=gen)
+        errors_before = scorer.errors
+        rewards = scorer(ro.texts, examples).to(rt.device)
+        if scorer.errors and not errors_before and main:
+            metrics.message(f"a reward function raised (scored 0, counted as reward_errors): {scorer.first_error}")
+        adv = group_advantages(rewards, g.group_size, scale=g.scale)[:, None] * ro.mask  # (N, L - 1)
+        old_logp = score_logprobs(model, ro.sequences, temperature=g.temperature, batch_size=g.minibatch_size,
+                                  autocast=rt.autocast)
+        ref_logp = (score_logprobs(reference, ro.sequences, temperature=g.temperature, batch_size=g.minibatch_size,
+                                   autocast=rt.autocast) if reference is not None else old_logp)
+        stats.clear()
+        shuffle = torch.Generator().manual_seed(hash((recipe.run.seed, step, 2)) % 2**63)
+        finite, last = True, None
+        for _ in range(g.epochs):
+            order = torch.randperm(len(prompts), generator=shuffle)
+            for k in range(0, len(prompts), g.minibatch_size):
+                mb = order[k:k + g.minibatch_size].to(rt.device)
+                last = train_step(trained, optimizer, [(ro.sequences[mb], ro.mask[mb], adv[mb], old_logp[mb],
+                                                        ref_logp[mb])], loss_fn, autocast=rt.autocast,
+                                  grad_clip=recipe.optim.grad_clip)
+                finite = finite and last.finite
+        n = len(prompts)
+        values = {"reward": float(rewards.mean()), "reward_std": float(rewards.std()) if n > 1 else 0.0,
+                  "zero_variance_groups": zero_variance_groups(rewards.cpu(), g.group_size),
+                  "reply_tokens": float(ro.reply_lengths.mean()), "ended": float(ro.ended.float().mean()),
+                  "reward_errors": scorer.errors}
+        values.update({k: sum(v) / len(v) for k, v in stats.items()})
+        values["clip_fraction_last_epoch"] = stats["clip_fraction"][-1]
+        result = StepResult(loss=last.loss, aux_loss=0.0, grad_norm=last.grad_norm, finite=finite)
+        return result, int(ro.mask.sum()) + sum(ro.prompt_lengths), values
+
+    @torch.no_grad()
+    def evaluate(step: int) -> dict:
+        if not held_out:
+            return {}
+        model.eval()
+        try:
+            r = score_answers(model, tokenizer, held_out, max_new_tokens=g.max_new_tokens,
+                              batch_size=max(g.minibatch_size, 16))
+        finally:
+            model.train()
+        return {"accuracy" if k == "exact_match" else k: v for k, v in r.items()}
+
+    def save(step: int, final: bool) -> Path | None:
+        return save_checkpoint(trained, optimizer, rt, run_dir=run_dir, step=step, final=final,
+                               keep_last=recipe.train.keep_last, progress=progress, seed=recipe.run.seed,
+                               recipe_text=recipe_text, kind="causal_lm", model_config=dict(parent.model_config),
+                               tokenizer_json=parent.tokenizer_path, parent=parent,
+                               extra={"stage": "grpo", "step": step, "reward_errors": scorer.errors})
+
+    # ------------------------------------------------------------------------------------------- loop
+    total = recipe.train.max_steps
+    metrics = Metrics(run_dir, recipe.log, total_steps=total, is_main=main, quiet=quiet,
+                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="grpo")
+    metrics.message(f"llmfs grpo: {rt.describe()}, {model.num_params():,} parameters, from {parent.path}; "
+                    f"{len(train_prompts)} train prompts ({train_name}), {len(held_out)} held out; "
+                    f"{recipe.data.prompts_per_step} prompts x {g.group_size} replies per step")
+    stage = Stage(lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule), evaluate=evaluate,
+                  sample=lambda step: None, save=save, update=update)
+    cadence = Cadence(total, recipe.log.every, recipe.train.eval_every, 0, recipe.train.save_every,
+                      recipe.train.max_skips)
+    try:
+        if resume_from is None:
+            metrics.log(0, evaluate(0), kind="eval")
+        return train_loop(trained, optimizer, rt, stage, cadence, progress, seed=recipe.run.seed,
+                          grad_clip=recipe.optim.grad_clip, metrics=metrics, final_dir=run_dir / "final",
+                          resumed_from=resume_from, peak=None)
+    finally:
+        metrics.close()
+        teardown(rt)

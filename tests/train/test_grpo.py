@@ -1,0 +1,157 @@
+"""`llmfs grpo` on a tiny random chat model with a reward it can find by chance: the clip works on later
+minibatches, reward rises, exact resume, reward errors counted, REINFORCE as a special case, bad recipes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmfs import checkpoint as ck
+from llmfs.align import rewards as R
+from llmfs.cli import main
+from llmfs.config import load_recipe
+from llmfs.tokenizer.byte import ByteTokenizer
+from llmfs.tokenizer.chat import with_chat_tokens
+from llmfs.train.grpo import GRPORecipe, RewardScorer, run
+
+from ..infer.test_chat import make_ckpt
+
+RECIPE = """
+init_from = "{base}"
+
+[run]
+name = "grpo"
+out_dir = "{out}"
+
+[data]
+train = "{train}"
+prompts_per_step = 4
+eval_prompts = 4
+
+[grpo]
+group_size = 8
+max_new_tokens = 8
+rewards = {{ has_e = 1.0 }}
+epochs = 2
+minibatch_size = 8
+
+[optim]
+lr = 3e-3
+
+[train]
+max_steps = 12
+eval_every = 0
+save_every = 6
+
+[log]
+console = "none"
+"""
+
+
+def has_e(reply, example) -> float:
+    """1 when the reply holds the letter e: a random byte model finds it in about 1 of 4 replies of 8 tokens."""
+    return float("e" in reply)
+
+
+@pytest.fixture(autouse=True)
+def test_rewards(monkeypatch):
+    monkeypatch.setitem(R.REWARDS, "has_e", has_e)
+
+    def flaky(reply, example):
+        if "a" in reply:
+            raise ValueError("cannot parse")
+        return 0.0
+
+    monkeypatch.setitem(R.REWARDS, "flaky", flaky)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return make_ckpt(tmp_path_factory.mktemp("policy"), with_chat_tokens(ByteTokenizer()), max_seq_len=64)[0]
+
+
+def recipe(tmp_path: Path, base: Path, *overrides: str) -> GRPORecipe:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"write some letters {i}", "answer": "e"}) + "\n"
+                            for i in range(40)))
+    p = tmp_path / "grpo.toml"
+    p.write_text(RECIPE.format(base=base, out=tmp_path / "runs", train=data))
+    return load_recipe(p, GRPORecipe, overrides)
+
+
+def rows(run_dir: Path, kind: str = "train") -> list[dict]:
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, base):
+    """One 12-step run shared by the tests that read it (with the test rewards registered for its duration)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(R.REWARDS, "has_e", has_e)
+        tmp = tmp_path_factory.mktemp("full")
+        return tmp, run(recipe(tmp, base), quiet=True)
+
+
+def test_grpo_clips_on_later_minibatches_and_raises_the_reward(full_run):
+    _, final = full_run
+    train = rows(final.parent)
+    assert len(train) == 12
+    # the first minibatch of each step has ratio 1; the second epoch sees a moved policy, and the clip binds
+    assert all(r["ratio_dev"] > 0 for r in train if r["zero_variance_groups"] < 1)
+    assert max(r["clip_fraction_last_epoch"] for r in train) > 0
+    first, last = sum(r["reward"] for r in train[:4]) / 4, sum(r["reward"] for r in train[-4:]) / 4
+    assert last > first + 0.2
+    ckpt = ck.open_checkpoint(final)
+    assert ckpt.extra["stage"] == "grpo" and ck.TEMPLATE_FILE in ckpt.files
+    assert {"accuracy", "stop_rate"} <= rows(final.parent, "eval")[-1].keys()
+
+
+def test_stop_and_resume_is_bitwise_identical(tmp_path, base, full_run):
+    first_dir, full = full_run
+    src, dst = full.parent, tmp_path / "resumed" / "grpo"
+    dst.mkdir(parents=True)
+    for name in ("recipe.toml", "step-000006"):
+        (shutil.copytree if (src / name).is_dir() else shutil.copyfile)(src / name, dst / name)
+    (dst / "latest").write_text("step-000006\n")
+    again = run(recipe(first_dir, base, f'run.out_dir="{tmp_path / "resumed"}"'), resume=True, force=True,
+                quiet=True)  # the same prompts file as the full run
+    assert [r["reward"] for r in rows(src) if r["step"] > 6] == [r["reward"] for r in rows(dst)]
+    assert [r["loss"] for r in rows(src) if r["step"] > 6] == [r["loss"] for r in rows(dst)]
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(full / ck.MODEL_FILE)), load_file(str(again / ck.MODEL_FILE))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+
+
+def test_reinforce_is_grpo_with_one_sample_and_one_pass(tmp_path, base):
+    final = run(recipe(tmp_path, base, "grpo.group_size=1", 'grpo.scale="none"', "grpo.epochs=1",
+                       "grpo.minibatch_size=4", "train.max_steps=3", "train.save_every=0"), quiet=True)
+    train = rows(final.parent)
+    assert all(r["clip_fraction"] == 0 and r["ratio_dev"] < 1e-5 for r in train)  # on-policy: ratio stays 1
+
+
+def test_reward_errors_score_zero_and_are_counted():
+    scorer = RewardScorer({"flaky": 1.0, "has_e": 0.5})
+    scores = scorer(["bbb", "abc", "eee"], [{}, {}, {}])
+    assert scores.tolist() == [0.0, 0.0, 0.5]
+    assert scorer.errors == 1 and "ValueError: cannot parse" in scorer.first_error
+
+
+def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
+    r = recipe(tmp_path, base)
+    p = tmp_path / "grpo.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(p.read_text().replace("has_e", "no_such_reward"))
+    assert main(["grpo", str(bad)]) == 2
+    assert "unknown reward" in capsys.readouterr().err
+    plain, _ = make_ckpt(tmp_path / "plain", ByteTokenizer())
+    bad.write_text(p.read_text().replace(str(base), str(plain)))
+    assert main(["grpo", str(bad)]) == 2
+    assert "base model" in capsys.readouterr().err
+    assert r.grpo.group_size == 8
