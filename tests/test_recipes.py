@@ -13,9 +13,10 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 def recipe_class(name: str):
     from llmfs.train.pretrain import PretrainRecipe
+    from llmfs.train.grpo import GRPORecipe
     from llmfs.train.sft import SFTRecipe
 
-    return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe}[name]
+    return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe, "grpo": GRPORecipe}[name]
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
@@ -27,7 +28,7 @@ def test_recipe_loads_and_round_trips(path, tmp_path):
 
 
 def test_recipes_directory_is_not_empty():
-    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"small", "classic", "sft"}
+    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"small", "classic", "sft", "grpo"}
 
 
 def test_sft_recipe_starts_from_the_small_run_and_fits_its_context():
@@ -43,3 +44,9 @@ def test_small_and_classic_differ_only_in_architecture():
     assert small.data == classic.data and small.optim == classic.optim and small.schedule == classic.schedule
     assert (classic.model.position, classic.model.norm, classic.model.mlp) == ("learned", "layernorm", "gelu")
     assert (small.model.position, small.model.norm, small.model.mlp) == ("rope", "rmsnorm", "swiglu")
+
+
+def test_grpo_recipe_starts_from_the_sft_run():
+    sft = load_recipe(RECIPES / "sft.toml", recipe_class("sft"))
+    grpo = load_recipe(RECIPES / "grpo.toml", recipe_class("grpo"))
+    assert grpo.init_from == f"{sft.run.out_dir}/{sft.run.name}"
