@@ -28,26 +28,15 @@ import torch
 
 from llmfs import checkpoint as ck
 from llmfs.config import dump_toml, from_dict, invalid, option
-from llmfs.errors import CheckpointError, DataError
+from llmfs.errors import DataError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, setup, teardown
 from llmfs.train.loop import Cadence, Stage, check_run_dir, prepare_training, save_checkpoint, train_loop
+from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, evaluate_answers, load_policy,
+                                   minibatch_passes, prepare_prompts)
 from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptDataConfig:
-    """`[data]` of the RL stages: prompts with (for verifiable tasks) an `answer`."""
-
-    train: str = "builtin:arithmetic?level=1&n=2000"
-    valid: str = ""  # "" = held out from `train` (a builtin's valid split, else valid_fraction by content hash)
-    valid_fraction: float = option(0.05, gt=0, lt=1)
-    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical -> column, e.g. {prompt = "question"}
-    cache_dir: str = ""  # `datasets` cache; "" = RUN/data/hf_cache
-    prompts_per_step: int = option(8, ge=1, doc="distinct prompts per iteration")
-    eval_prompts: int = option(100, ge=0, doc="held-out prompts answered greedily at each evaluation; 0 = skip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,17 +67,6 @@ class GRPOConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RLTrainConfig:
-    """`[train]` of the RL stages: iterations, evaluation and checkpoints."""
-
-    max_steps: int = option(100, ge=1, doc="iterations (rollout + updates)")
-    eval_every: int = option(25, ge=0)
-    save_every: int = option(0, ge=0)
-    keep_last: int = option(2, ge=1)
-    max_skips: int = option(0, ge=0)
-
-
-@dataclasses.dataclass(frozen=True)
 class GRPORecipe:
     init_from: str  # the policy to start from: an SFT checkpoint (it needs the chat template)
     run: RunConfig = RunConfig(name="grpo")
@@ -105,56 +83,6 @@ class GRPORecipe:
         check_fits(self.schedule, self.train.max_steps)
 
 
-# ------------------------------------------------------------------------------------------------- pieces
-def prompt_messages(record: dict, where: str) -> list[dict[str, str]]:
-    """A prompt record's conversation so far: a string is one user turn, a list is checked as a conversation."""
-    from llmfs.tokenizer.chat import check_messages
-
-    prompt = record.get("prompt")
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise DataError(f"{where}: 'prompt' is empty")
-        return [{"role": "user", "content": prompt}]
-    return check_messages(prompt, where, needs_reply=False)
-
-
-class RewardScorer:
-    """The weighted sum of the recipe's rewards; a reward that raises scores that reply 0 and is counted."""
-
-    def __init__(self, weights: dict[str, float]):
-        from llmfs.align.rewards import REWARDS
-
-        self.fns = [(REWARDS[name], w) for name, w in weights.items()]
-        self.errors = 0
-        self.first_error: str | None = None
-
-    def __call__(self, replies: list[str], examples: list[dict]) -> torch.Tensor:
-        out = []
-        for reply, example in zip(replies, examples):
-            total = 0.0
-            for fn, weight in self.fns:
-                try:
-                    total += weight * float(fn(reply, example))
-                except Exception as e:  # a user's reward function must not stop training
-                    self.errors += 1
-                    if self.first_error is None:
-                        self.first_error = f"{fn.__name__}: {type(e).__name__}: {e}"
-            out.append(total)
-        return torch.tensor(out)
-
-
-def load_policy(init_from: str, device):
-    """(model, tokenizer, parent checkpoint) of an RL stage's starting point; it must be a chat model."""
-    from llmfs.infer.chat import check_chat_model
-    from llmfs.infer.load import load_model
-
-    model, tok, parent = load_model(init_from, device=device)
-    if parent.kind != "causal_lm":
-        raise CheckpointError(f"init_from {parent.path}: is a '{parent.kind}' checkpoint; start from an SFT one")
-    check_chat_model(tok, parent.path / ck.TEMPLATE_FILE, f"init_from {parent.path}")
-    return model.train(), tok, parent
-
-
 # ---------------------------------------------------------------------------------------------------- run
 def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device: str | None = None,
         precision: str | None = None, quiet: bool = False) -> Path:
@@ -164,12 +92,10 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
     from llmfs.align.masked import masked_mean
     from llmfs.align.policy_loss import AGGREGATIONS, clipped_policy_loss
     from llmfs.align.rollout import sample, score_logprobs, token_logprobs
-    from llmfs.data.records import split_records
     from llmfs.data.sft import batch_indices
     from llmfs.infer.sampling import SamplingConfig
-    from llmfs.tokenizer.chat import end_id, render_prompt
-    from llmfs.train.answers import Question, score_answers
-    from llmfs.train.step import StepResult, train_step
+    from llmfs.tokenizer.chat import end_id
+    from llmfs.train.step import StepResult
 
     rt = setup(recipe.run, device=device, precision=precision)
     if rt.dist.world_size > 1:
@@ -187,26 +113,8 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
 
     # ------------------------------------------------------------------------------------------- data
     cache_dir = Path(recipe.data.cache_dir) if recipe.data.cache_dir else run_dir / "data" / "hf_cache"
-    split_args = dict(required=("prompt",), fields=recipe.data.fields, valid_fraction=recipe.data.valid_fraction,
-                      cache_dir=cache_dir, seed=recipe.run.seed)
-    train_records, train_name = split_records(recipe.data.train, recipe.data.valid, "train", **split_args)
-    valid_records, valid_name = split_records(recipe.data.train, recipe.data.valid, "valid", **split_args)
-    room = cfg.max_seq_len - g.max_new_tokens
-    train_prompts = [render_prompt(tokenizer, prompt_messages(r, f"{train_name} record {i}"))
-                     for i, r in enumerate(train_records)]
-    keep = [i for i, p in enumerate(train_prompts) if len(p) <= room]
-    if not keep:
-        raise DataError(f"{train_name}: no prompt fits the context ({cfg.max_seq_len}) with room for "
-                        f"grpo.max_new_tokens = {g.max_new_tokens}")
-    train_records = [train_records[i] for i in keep]
-    train_prompts = [train_prompts[i] for i in keep]
-    held_out = []
-    for i, r in enumerate(valid_records[:recipe.data.eval_prompts]):
-        ids = render_prompt(tokenizer, prompt_messages(r, f"{valid_name} record {i}"))
-        if len(ids) <= room:
-            level = r.get("level")
-            held_out.append(Question(ids, r, str(r.get("task", "")) or "all", level if isinstance(level, int)
-                                     else None))
+    train_prompts, train_records, held_out, train_name = prepare_prompts(
+        recipe.data, tokenizer, cfg.max_seq_len - g.max_new_tokens, cache_dir, recipe.run.seed)
 
     # ---------------------------------------------------------------------------------- models
     end, pad = end_id(tokenizer), tokenizer.eot_id if tokenizer.eot_id is not None else 0
@@ -252,15 +160,9 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
                                    autocast=rt.autocast) if reference is not None else old_logp)
         stats.clear()
         shuffle = torch.Generator().manual_seed(hash((recipe.run.seed, step, 2)) % 2**63)
-        finite, last = True, None
-        for _ in range(g.epochs):
-            order = torch.randperm(len(prompts), generator=shuffle)
-            for k in range(0, len(prompts), g.minibatch_size):
-                mb = order[k:k + g.minibatch_size].to(rt.device)
-                last = train_step(trained, optimizer, [(ro.sequences[mb], ro.mask[mb], adv[mb], old_logp[mb],
-                                                        ref_logp[mb])], loss_fn, autocast=rt.autocast,
-                                  grad_clip=recipe.optim.grad_clip)
-                finite = finite and last.finite
+        last, finite = minibatch_passes(trained, optimizer, (ro.sequences, ro.mask, adv, old_logp, ref_logp),
+                                        loss_fn, epochs=g.epochs, minibatch_size=g.minibatch_size,
+                                        generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip)
         n = len(prompts)
         values = {"reward": float(rewards.mean()), "reward_std": float(rewards.std()) if n > 1 else 0.0,
                   "zero_variance_groups": zero_variance_groups(rewards.cpu(), g.group_size),
@@ -271,17 +173,9 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
         result = StepResult(loss=last.loss, aux_loss=0.0, grad_norm=last.grad_norm, finite=finite)
         return result, int(ro.mask.sum()) + sum(ro.prompt_lengths), values
 
-    @torch.no_grad()
     def evaluate(step: int) -> dict:
-        if not held_out:
-            return {}
-        model.eval()
-        try:
-            r = score_answers(model, tokenizer, held_out, max_new_tokens=g.max_new_tokens,
-                              batch_size=max(g.minibatch_size, 16))
-        finally:
-            model.train()
-        return {"accuracy" if k == "exact_match" else k: v for k, v in r.items()}
+        return evaluate_answers(model, tokenizer, held_out, max_new_tokens=g.max_new_tokens,
+                                batch_size=max(g.minibatch_size, 16))
 
     def save(step: int, final: bool) -> Path | None:
         return save_checkpoint(trained, optimizer, rt, run_dir=run_dir, step=step, final=final,

@@ -16,7 +16,8 @@ from llmfs.cli import main
 from llmfs.config import load_recipe
 from llmfs.tokenizer.byte import ByteTokenizer
 from llmfs.tokenizer.chat import with_chat_tokens
-from llmfs.train.grpo import GRPORecipe, RewardScorer, run
+from llmfs.train.grpo import GRPORecipe, run
+from llmfs.train.rl_common import RewardScorer
 
 from ..infer.test_chat import make_ckpt
 
