@@ -155,11 +155,14 @@ class ResumeState:
 def save(directory: str | Path, *, kind: str, model_config: Mapping[str, Any],
          state_dict: Mapping[str, torch.Tensor], tokenizer_json: str | Path,
          recipe_toml: str | None = None, parent: Checkpoint | None = None,
-         resume: ResumeState | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+         resume: ResumeState | None = None, extra: Mapping[str, Any] | None = None,
+         side_weights: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> Path:
     """Write a checkpoint directory atomically and return its path.
 
     `tokenizer_json` is the path of a `tokenizer.json` to copy in. `state_dict` is the unwrapped module's
     (no `_orig_mod.` / `module.` prefixes). `extra` carries stage-specific JSON (e.g. reward statistics).
+    `side_weights` are more modules a stage resumes with but later stages do not read (PPO's value model), one
+    safetensors file each: {"value.safetensors": state_dict}; `read_weights(..., file=)` reads them back.
     """
     if kind not in KINDS:
         raise ValueError(f"checkpoint kind must be one of {KINDS}, got {kind!r}")
@@ -170,6 +173,11 @@ def save(directory: str | Path, *, kind: str, model_config: Mapping[str, Any],
     tensors, tied = _dedupe_tied(state_dict)
     with _atomic_directory(directory) as tmp:
         save_file(tensors, tmp / MODEL_FILE, metadata={"format": "pt", "llmfs_tied": json.dumps(tied)})
+        for name, side in (side_weights or {}).items():
+            if not name.endswith(".safetensors") or name in (MODEL_FILE, OPTIMIZER_FILE) or "/" in name:
+                raise ValueError(f"side weights need a new file name ending in .safetensors, got {name!r}")
+            side_tensors, side_tied = _dedupe_tied(side)
+            save_file(side_tensors, tmp / name, metadata={"format": "pt", "llmfs_tied": json.dumps(side_tied)})
         shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
         template = Path(tokenizer_json).with_name(TEMPLATE_FILE)
         if template.is_file():  # the chat template written beside the tokenizer (llmfs/tokenizer/chat.py)
@@ -331,10 +339,13 @@ def load_weights(ckpt: Checkpoint, module: torch.nn.Module) -> None:
     module.load_state_dict(read_weights(ckpt, module), strict=True)
 
 
-def read_weights(ckpt: Checkpoint, module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The checked state dict of `model.safetensors` for `module` (tied aliases filled in), not yet loaded;
-    `module` only supplies the expected names, shapes, dtypes and ties."""
-    path = ckpt.path / MODEL_FILE
+def read_weights(ckpt: Checkpoint, module: torch.nn.Module, file: str = MODEL_FILE) -> dict[str, torch.Tensor]:
+    """The checked state dict of `model.safetensors` (or a side weights `file`) for `module` (tied aliases filled
+    in), not yet loaded; `module` only supplies the expected names, shapes, dtypes and ties."""
+    if file not in ckpt.files:
+        raise CheckpointError(f"{ckpt.path}: has no {file} (written by a stage that keeps it; resume with the "
+                              "stage that wrote this checkpoint)")
+    path = ckpt.path / file
     stored, meta = _read_safetensors(path)
     tied = json.loads(meta.get("llmfs_tied", "{}"))
     expected = module.state_dict()

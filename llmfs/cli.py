@@ -79,6 +79,9 @@ app.command("pretrain")(trainer_command(
 app.command("sft")(trainer_command(
     "llmfs.train.sft", "SFTRecipe", "recipes/sft.toml",
     "Fine-tune a pretrained checkpoint on conversations (loss on assistant replies only)."))
+app.command("ppo")(trainer_command(
+    "llmfs.train.ppo", "PPORecipe", "recipes/ppo.toml",
+    "RLHF with PPO: a chat model against a reward model and / or rule rewards, KL to its starting point."))
 app.command("grpo")(trainer_command(
     "llmfs.train.grpo", "GRPORecipe", "recipes/grpo.toml",
     "Group-relative policy optimisation of a chat model on prompts with verifiable rewards."))

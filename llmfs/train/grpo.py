@@ -160,7 +160,7 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
                                    autocast=rt.autocast) if reference is not None else old_logp)
         stats.clear()
         shuffle = torch.Generator().manual_seed(hash((recipe.run.seed, step, 2)) % 2**63)
-        last, finite = minibatch_passes(trained, optimizer, (ro.sequences, ro.mask, adv, old_logp, ref_logp),
+        last, finite, _ = minibatch_passes(trained, optimizer, (ro.sequences, ro.mask, adv, old_logp, ref_logp),
                                         loss_fn, epochs=g.epochs, minibatch_size=g.minibatch_size,
                                         generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip)
         n = len(prompts)

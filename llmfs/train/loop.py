@@ -102,9 +102,11 @@ class Progress:
 
 
 def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, optim, resume_from: Path | None,
-                     compile: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer, Progress]:
+                     compile: bool, read_state: Callable[[ck.Checkpoint], dict] | None = None
+                     ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Progress]:
     """Wrap the model for the processes (DDP / FSDP2), build its optimizer, load the resume state when there is
-    one, then compile: (the module to train, its optimizer, where the run is)."""
+    one, then compile: (the module to train, its optimizer, where the run is). `read_state(checkpoint)` gives
+    the model's full state when it is not just model.safetensors (the inverse of save_checkpoint's split)."""
     from llmfs.train import distributed as D
     from llmfs.train.optim import build_optimizer
 
@@ -114,7 +116,8 @@ def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, opti
     if resume_from is not None:
         ckpt = ck.open_checkpoint(resume_from)
         state = ck.load_resume_state(ckpt)
-        D.load_full_state(trained, optimizer, ck.read_weights(ckpt, model), dict(state.optimizer))
+        weights = read_state(ckpt) if read_state is not None else ck.read_weights(ckpt, model)
+        D.load_full_state(trained, optimizer, weights, dict(state.optimizer))
         progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
     if compile:
         trained = torch.compile(trained)
@@ -123,10 +126,12 @@ def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, opti
 
 def save_checkpoint(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime, *, run_dir: Path,
                     step: int, final: bool, keep_last: int, progress: Progress, seed: int, recipe_text: str,
-                    **save_kwargs) -> Path | None:
+                    split_state: Callable[[dict], tuple[dict, dict]] | None = None, **save_kwargs) -> Path | None:
     """Gather the full model and optimizer state (a collective under FSDP: every rank calls this) and, on the
     main process, write `run_dir/final` or `run_dir/step-N` with the resume state. `save_kwargs` go to
-    `checkpoint.save` (kind, model_config, tokenizer_json, parent, extra)."""
+    `checkpoint.save` (kind, model_config, tokenizer_json, parent, extra). `split_state(full state) ->
+    (model state, side weights)` keeps a module later stages do not read out of model.safetensors (PPO's value
+    model)."""
     from llmfs.config import sha256_text
     from llmfs.train import distributed as D
 
@@ -137,7 +142,10 @@ def save_checkpoint(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     resume = ck.ResumeState(optimizer=opt_state, trainer={
         "step": step, "tokens_seen": progress.tokens_seen, "skips": progress.skips, "seed": seed,
         "recipe_sha256": sha256_text(recipe_text)})
-    kwargs = dict(state_dict=state, recipe_toml=recipe_text, resume=resume, **save_kwargs)
+    side = None
+    if split_state is not None:
+        state, side = split_state(state)
+    kwargs = dict(state_dict=state, recipe_toml=recipe_text, resume=resume, side_weights=side, **save_kwargs)
     if final:
         return ck.save(run_dir / "final", **kwargs)
     return ck.save_step(run_dir, step, keep_last=keep_last, **kwargs)

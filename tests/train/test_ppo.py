@@ -1,0 +1,148 @@
+"""`llmfs ppo` on a tiny random chat model with a rule reward: the clip binds on later epochs, the value model
+travels in its own file, exact resume, both value-model layouts, running statistics, bad recipes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmfs import checkpoint as ck
+from llmfs.align import rewards as R
+from llmfs.align.running_stats import RunningStats
+from llmfs.cli import main
+from llmfs.config import load_recipe
+from llmfs.tokenizer.byte import ByteTokenizer
+from llmfs.tokenizer.chat import with_chat_tokens
+from llmfs.train.ppo import PPORecipe, run
+
+from ..infer.test_chat import make_ckpt
+from .test_grpo import has_e
+
+RECIPE = """
+init_from = "{base}"
+
+[run]
+name = "ppo"
+out_dir = "{out}"
+
+[data]
+train = "{train}"
+prompts_per_step = 16
+eval_prompts = 4
+
+[ppo]
+max_new_tokens = 8
+rewards = {{ has_e = 1.0 }}
+epochs = 3
+minibatch_size = 8
+kl_coef = 0.05
+
+[optim]
+lr = 3e-3
+
+[train]
+max_steps = 4
+eval_every = 0
+save_every = 2
+
+[log]
+console = "none"
+"""
+
+
+@pytest.fixture(autouse=True)
+def test_rewards(monkeypatch):
+    monkeypatch.setitem(R.REWARDS, "has_e", has_e)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return make_ckpt(tmp_path_factory.mktemp("policy"), with_chat_tokens(ByteTokenizer()), max_seq_len=64)[0]
+
+
+def recipe(tmp_path: Path, base: Path, *overrides: str) -> PPORecipe:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"write some letters {i}"}) + "\n" for i in range(40)))
+    p = tmp_path / "ppo.toml"
+    p.write_text(RECIPE.format(base=base, out=tmp_path / "runs", train=data))
+    return load_recipe(p, PPORecipe, overrides)
+
+
+def rows(run_dir: Path, kind: str = "train") -> list[dict]:
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, base):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(R.REWARDS, "has_e", has_e)
+        tmp = tmp_path_factory.mktemp("full")
+        return tmp, run(recipe(tmp, base), quiet=True)
+
+
+def test_later_epochs_move_the_ratio_and_the_clip_binds(full_run):
+    _, final = full_run
+    train = rows(final.parent)
+    assert len(train) == 4
+    assert all(r["ratio_dev"] > 0 and r["epochs"] == 3 for r in train)
+    assert max(r["clip_fraction_last_epoch"] for r in train) > 0
+    assert {"kl", "kl_coef", "value_loss", "explained_variance", "entropy", "approx_kl", "reward"} <= train[0].keys()
+    ckpt = ck.open_checkpoint(final)
+    assert "value.safetensors" in ckpt.files and ckpt.extra["stage"] == "ppo"
+    from llmfs.infer.load import load_model
+
+    load_model(final)  # the policy alone: what generate and chat read
+
+
+def test_stop_and_resume_is_bitwise_identical(tmp_path, base, full_run):
+    first_dir, full = full_run
+    src, dst = full.parent, tmp_path / "resumed" / "ppo"
+    dst.mkdir(parents=True)
+    for name in ("recipe.toml", "step-000002"):
+        (shutil.copytree if (src / name).is_dir() else shutil.copyfile)(src / name, dst / name)
+    (dst / "latest").write_text("step-000002\n")
+    again = run(recipe(first_dir, base, f'run.out_dir="{tmp_path / "resumed"}"'), resume=True, force=True,
+                quiet=True)
+    assert [r["loss"] for r in rows(src) if r["step"] > 2] == [r["loss"] for r in rows(dst)]
+    from safetensors.torch import load_file
+
+    for f in (ck.MODEL_FILE, "value.safetensors"):
+        a, b = load_file(str(full / f)), load_file(str(again / f))
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+
+
+def test_separate_value_model_and_early_stop(tmp_path, base):
+    final = run(recipe(tmp_path, base, 'ppo.value_model="separate"', "ppo.max_approx_kl=1e-9", "train.max_steps=2",
+                       "train.save_every=0"), quiet=True)
+    train = rows(final.parent)
+    assert all(r["epochs"] == 1 for r in train)  # stopped after the first pass: the policy moved past the bound
+    from safetensors.torch import load_file
+
+    assert any(k.startswith("value_backbone.") for k in load_file(str(final / "value.safetensors")))
+
+
+def test_running_stats_merge_batches_exactly():
+    s = RunningStats(mean=1.0, var=4.0, count=2.0)  # as if it had seen [-1, 3]
+    s.update(torch.tensor([2.0, 6.0, 1.0]))
+    everything = torch.tensor([-1.0, 3.0, 2.0, 6.0, 1.0])
+    assert s.mean == pytest.approx(float(everything.mean()))
+    assert s.var == pytest.approx(float(everything.var(unbiased=False)))
+    assert s.normalise(torch.tensor([s.mean])).item() == pytest.approx(0.0)
+
+
+def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
+    recipe(tmp_path, base)
+    p = tmp_path / "ppo.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(p.read_text().replace("has_e", "no_such_reward"))
+    assert main(["ppo", str(bad)]) == 2
+    assert "unknown reward" in capsys.readouterr().err
+    bad.write_text(p.read_text().replace("rewards = { has_e = 1.0 }", ""))
+    assert main(["ppo", str(bad)]) == 2
+    assert "give a reward checkpoint, or rule rewards" in capsys.readouterr().err
