@@ -14,9 +14,11 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 def recipe_class(name: str):
     from llmfs.train.pretrain import PretrainRecipe
     from llmfs.train.grpo import GRPORecipe
+    from llmfs.train.ppo import PPORecipe
     from llmfs.train.sft import SFTRecipe
 
-    return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe, "grpo": GRPORecipe}[name]
+    return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe, "grpo": GRPORecipe,
+            "ppo": PPORecipe}[name]
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
@@ -28,7 +30,7 @@ def test_recipe_loads_and_round_trips(path, tmp_path):
 
 
 def test_recipes_directory_is_not_empty():
-    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"small", "classic", "sft", "grpo"}
+    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"small", "classic", "sft", "grpo", "ppo"}
 
 
 def test_sft_recipe_starts_from_the_small_run_and_fits_its_context():
