@@ -279,6 +279,31 @@ def bench_generate(
     bench_main(sizes=sizes or None, new_tokens=new_tokens, hf=not no_hf, out=out)
 
 
+reward_app = typer.Typer(help="Reward models: train on preference pairs, score replies.", no_args_is_help=True)
+app.add_typer(reward_app, name="reward")
+
+
+reward_app.command("train")(trainer_command(
+    "llmfs.train.reward", "RewardRecipe", "recipes/reward.toml",
+    "Train a reward model on prompt / chosen / rejected pairs, from an SFT checkpoint."))
+
+
+@reward_app.command("score")
+def reward_score(
+    checkpoint: str = typer.Argument(..., help="A reward checkpoint (the output of llmfs reward train) or its run."),
+    prompt: str = typer.Option(None, "--prompt", "-p", help="The user turn the response answers."),
+    response: str = typer.Option(None, "--response", "-r", help="The assistant reply to score."),
+    file: str = typer.Option(None, "--file", help="JSON lines of {\"prompt\", \"response\"}: prints a JSON line "
+                                                  "with the reward for each."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, mps, cuda, cuda:N [default: auto]."),
+) -> None:
+    """Print the reward of a reply (or of every line of --file)."""
+    from llmfs.align.reward import run_score
+
+    for line in run_score(checkpoint, prompt=prompt, response=response, file=file, device=device):
+        typer.echo(line)
+
+
 def _debug_requested(argv: list[str]) -> bool:
     """`--debug` given before the subcommand, or LLMFS_DEBUG=1 in the environment."""
     if os.environ.get("LLMFS_DEBUG", "") not in ("", "0"):

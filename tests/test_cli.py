@@ -14,8 +14,8 @@ from llmfs import checkpoint as ck
 from llmfs.cli import main
 
 # The commands `llmfs --help` lists. A new command changes this on purpose (DESIGN.md house rule 9).
-COMMANDS = ["bench", "chat", "data", "export", "generate", "grpo", "import", "inspect", "plot", "ppo", "pretrain", "sft",
-            "tokenize"]
+COMMANDS = ["bench", "chat", "data", "export", "generate", "grpo", "import", "inspect", "plot", "ppo", "pretrain",
+            "reward", "sft", "tokenize"]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

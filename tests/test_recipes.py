@@ -15,10 +15,11 @@ def recipe_class(name: str):
     from llmfs.train.pretrain import PretrainRecipe
     from llmfs.train.grpo import GRPORecipe
     from llmfs.train.ppo import PPORecipe
+    from llmfs.train.reward import RewardRecipe
     from llmfs.train.sft import SFTRecipe
 
-    return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe, "grpo": GRPORecipe,
-            "ppo": PPORecipe}[name]
+    return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe, "reward": RewardRecipe,
+            "grpo": GRPORecipe, "ppo": PPORecipe}[name]
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
@@ -30,7 +31,7 @@ def test_recipe_loads_and_round_trips(path, tmp_path):
 
 
 def test_recipes_directory_is_not_empty():
-    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"small", "classic", "sft", "grpo", "ppo"}
+    assert {p.stem for p in RECIPES.glob("*.toml")} >= {"small", "classic", "sft", "reward", "grpo", "ppo"}
 
 
 def test_sft_recipe_starts_from_the_small_run_and_fits_its_context():
@@ -38,6 +39,14 @@ def test_sft_recipe_starts_from_the_small_run_and_fits_its_context():
     sft = load_recipe(RECIPES / "sft.toml", recipe_class("sft"))
     assert sft.init_from == f"{small.run.out_dir}/{small.run.name}"
     assert sft.data.seq_len <= small.model.max_seq_len
+
+
+def test_reward_recipe_starts_from_the_sft_run_and_fits_its_context():
+    small = load_recipe(RECIPES / "small.toml", recipe_class("small"))
+    sft = load_recipe(RECIPES / "sft.toml", recipe_class("sft"))
+    reward = load_recipe(RECIPES / "reward.toml", recipe_class("reward"))
+    assert reward.init_from == f"{sft.run.out_dir}/{sft.run.name}"
+    assert reward.data.seq_len <= small.model.max_seq_len
 
 
 def test_small_and_classic_differ_only_in_architecture():

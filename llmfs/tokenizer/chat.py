@@ -101,6 +101,14 @@ def check_messages(messages: Any, where: str, *, needs_reply: bool = True) -> li
     return out
 
 
+def prompt_messages(prompt: Any, where: str) -> list[dict[str, str]]:
+    """A prompt as the conversation so far: a string is one user turn; a message list is checked as a
+    conversation ending with a user turn (what `builtin:preferences` and RL prompt records hold)."""
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    return check_messages(prompt, where, needs_reply=False)
+
+
 def _ids(tokenizer) -> dict[str, int]:
     if not has_chat_tokens(tokenizer):
         raise DataError("the tokenizer has no chat tokens (<|user|>, <|assistant|>, ...): this is a base model; "

@@ -90,7 +90,8 @@ def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     several processes only rank 0 receives them, the others get an empty dict)."""
     plain = unwrap(model)
     state = get_model_state_dict(plain, options=_FULL)
-    if state and getattr(plain.cfg, "tie_embeddings", False):  # gathered copies lose the sharing: tie once
+    # gathered copies lose the sharing: tie once (a reward model has no lm_head; its names start with backbone.)
+    if "embed_tokens.weight" in state and getattr(plain.cfg, "tie_embeddings", False):
         state["lm_head.weight"] = state["embed_tokens.weight"]
     return state
 

@@ -30,8 +30,9 @@ from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, setup, teardown
 from llmfs.train.loop import Cadence, Stage, check_run_dir, prepare_training, save_checkpoint, train_loop
 from llmfs.train.optim import OptimConfig
+from llmfs.tokenizer.chat import prompt_messages
 from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, load_policy, minibatch_passes,
-                                   prepare_prompts, prompt_messages)
+                                   prepare_prompts)
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
 
 
@@ -169,7 +170,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         if rm is not None:
             from llmfs.align.reward import score
 
-            prompts = [prompt_messages(r, "prompt") for r in records]
+            prompts = [prompt_messages(r["prompt"], "prompt") for r in records]
             raw = score(rm, tokenizer, prompts, ro.texts, batch_size=p.minibatch_size * 4)
             if p.normalize_rewards:
                 stats.update(raw)
@@ -268,7 +269,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         if rm is not None:
             from llmfs.align.reward import score
 
-            result["eval_reward_model"] = float(score(rm, tokenizer, [prompt_messages(q.example, "prompt")
+            result["eval_reward_model"] = float(score(rm, tokenizer, [prompt_messages(q.example["prompt"], "prompt")
                                                                        for q in held_out], ro.texts).mean())
         if scorer is not None:
             result["eval_reward"] = float(RewardScorer(p.rewards)(ro.texts, [q.example for q in held_out]).mean())

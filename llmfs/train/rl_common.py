@@ -37,18 +37,6 @@ class RLTrainConfig:
     max_skips: int = option(0, ge=0)
 
 
-def prompt_messages(record: dict, where: str) -> list[dict[str, str]]:
-    """A prompt record's conversation so far: a string is one user turn, a list is checked as a conversation."""
-    from llmfs.tokenizer.chat import check_messages
-
-    prompt = record.get("prompt")
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise DataError(f"{where}: 'prompt' is empty")
-        return [{"role": "user", "content": prompt}]
-    return check_messages(prompt, where, needs_reply=False)
-
-
 class RewardScorer:
     """The weighted sum of the recipe's rewards; a reward that raises scores that reply 0 and is counted."""
 
@@ -90,7 +78,7 @@ def prepare_prompts(data: PromptDataConfig, tokenizer, room: int, cache_dir: Pat
     """(train prompt ids, train records, held-out Questions, train source name): prompts rendered through the
     chat template, those longer than `room` ids left out (an error when none is left)."""
     from llmfs.data.records import split_records
-    from llmfs.tokenizer.chat import render_prompt
+    from llmfs.tokenizer.chat import prompt_messages, render_prompt
     from llmfs.train.answers import Question
 
     split_args = dict(required=("prompt",), fields=data.fields, valid_fraction=data.valid_fraction,
@@ -99,7 +87,7 @@ def prepare_prompts(data: PromptDataConfig, tokenizer, room: int, cache_dir: Pat
     valid_records, valid_name = split_records(data.train, data.valid, "valid", **split_args)
     prompts, records = [], []
     for i, r in enumerate(train_records):
-        ids = render_prompt(tokenizer, prompt_messages(r, f"{train_name} record {i}"))
+        ids = render_prompt(tokenizer, prompt_messages(r["prompt"], f"{train_name} record {i}"))
         if len(ids) <= room:
             prompts.append(ids)
             records.append(r)
@@ -108,7 +96,7 @@ def prepare_prompts(data: PromptDataConfig, tokenizer, room: int, cache_dir: Pat
                         "or lower max_new_tokens")
     held_out = []
     for i, r in enumerate(valid_records[:data.eval_prompts]):
-        ids = render_prompt(tokenizer, prompt_messages(r, f"{valid_name} record {i}"))
+        ids = render_prompt(tokenizer, prompt_messages(r["prompt"], f"{valid_name} record {i}"))
         if len(ids) <= room:
             level = r.get("level")
             held_out.append(Question(ids, r, str(r.get("task", "")) or "all",

@@ -30,6 +30,7 @@ from llmfs.config import dump_toml, from_dict, invalid, option
 from llmfs.errors import CheckpointError, DataError, LlmfsError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
+from llmfs.model.resize import grow_vocab
 from llmfs.runtime import RunConfig, setup, teardown
 from llmfs.train.loop import (Cadence, Stage, barrier, check_run_dir, peak_flops, plan_batches, prepare_training,
                               save_checkpoint, train_loop)
@@ -96,26 +97,6 @@ class SFTRecipe:
 
 
 # ------------------------------------------------------------------------------------------------- pieces
-def grow_vocab(model: torch.nn.Module, cfg: ModelConfig, vocab_size: int) -> ModelConfig:
-    """Grow the embedding (and an untied head) to `vocab_size` rows in place; new rows are the mean of the
-    existing ones (Hewitt 2021: a new token then starts as the average token instead of a random direction
-    with a large, arbitrary logit). Returns the new config."""
-    new_cfg = dataclasses.replace(cfg, vocab_size=vocab_size)
-    old = cfg.vocab_size
-    with torch.no_grad():
-        emb = model.embed_tokens.weight  # (V, D)
-        grown = torch.cat([emb, emb.mean(0, keepdim=True).expand(vocab_size - old, -1)])
-        model.embed_tokens.weight = torch.nn.Parameter(grown)
-        model.embed_tokens.num_embeddings = vocab_size
-        if cfg.tie_embeddings:
-            model.lm_head.weight = model.embed_tokens.weight
-        else:
-            head = model.lm_head.weight
-            model.lm_head.weight = torch.nn.Parameter(torch.cat([head, head.mean(0, keepdim=True).expand(
-                vocab_size - old, -1)]))
-        model.lm_head.out_features = vocab_size
-    model.cfg = new_cfg
-    return new_cfg
 
 
 def preflight(tokenizer, model_cfg: ModelConfig, conversations: list, pad_id: int) -> None:

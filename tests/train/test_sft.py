@@ -17,11 +17,12 @@ from llmfs.cli import main
 from llmfs.config import load_recipe
 from llmfs.errors import LlmfsError
 from llmfs.model.config import ModelConfig
+from llmfs.model.resize import grow_vocab
 from llmfs.model.transformer import Transformer
 from llmfs.tokenizer.byte import ByteTokenizer
 from llmfs.tokenizer.chat import TEMPLATE_FILE, with_chat_tokens
 from llmfs.tokenizer.hf import save
-from llmfs.train.sft import SFTRecipe, grow_vocab, preflight, run
+from llmfs.train.sft import SFTRecipe, preflight, run
 
 RECIPE = """
 init_from = "{base}"
