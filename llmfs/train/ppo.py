@@ -210,7 +210,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         step_stats.setdefault("approx_kl", []).append(float(pl.approx_kl))
         step_stats.setdefault("value_loss", []).append(float(vf.detach()))
         step_stats.setdefault("value_clip_fraction", []).append(float(vf_clip))
-        step_stats.setdefault("entropy", []).append(float(ent))
+        step_stats.setdefault("entropy", []).append(float(ent.detach()))
         step_stats.setdefault("ratio_dev", []).append(
             float(masked_mean((torch.exp(logp - old_logp) - 1).abs().detach(), mask)))
         return masked_mean(pl.per_token, mask) + p.vf_coef * vf - p.entropy_coef * ent, out

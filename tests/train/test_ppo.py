@@ -146,3 +146,42 @@ def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
     bad.write_text(p.read_text().replace("rewards = { has_e = 1.0 }", ""))
     assert main(["ppo", str(bad)]) == 2
     assert "give a reward checkpoint, or rule rewards" in capsys.readouterr().err
+
+
+def make_reward_ckpt(path: Path, tokenizer) -> Path:
+    import dataclasses
+
+    from llmfs.align.reward import RewardModel
+    from llmfs.model.config import ModelConfig
+    from llmfs.model.transformer import Transformer
+    from llmfs.tokenizer.hf import save
+
+    save(tokenizer, path / "tok")
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, max_seq_len=64, d_model=32, n_layers=1, n_heads=4)
+    rm = RewardModel(cfg, backbone=Transformer(cfg, generator=torch.Generator().manual_seed(1)),
+                     generator=torch.Generator().manual_seed(2))
+    return ck.save(path / "rm", kind="reward", model_config=dataclasses.asdict(cfg), state_dict=rm.state_dict(),
+                   tokenizer_json=path / "tok" / "tokenizer.json", extra={"reward_mean": 0.5, "reward_std": 2.0})
+
+
+def test_reward_model_scores_and_normalises_the_rollouts(tmp_path, base):
+    rm = make_reward_ckpt(tmp_path / "r", with_chat_tokens(ByteTokenizer()))
+    final = run(recipe(tmp_path, base, f'reward_model="{rm}"', "train.max_steps=2", "train.save_every=0",
+                       "train.eval_every=2"), quiet=True)
+    train = rows(final.parent)
+    assert all("reward_model" in r for r in train)
+    stats = ck.open_checkpoint(final).extra["reward_stats"]
+    assert stats["count"] == 100 + 2 * 16  # the reward checkpoint's statistics as 100 samples, then 2 x 16 replies
+    assert "eval_reward_model" in rows(final.parent, "eval")[-1]
+
+
+def test_a_reward_model_with_another_tokenizer_is_refused(tmp_path, base, capsys):
+    from llmfs.tokenizer.chat import CHAT_TOKENS
+
+    other = ByteTokenizer(special_tokens=("<|endoftext|>", "<|pad|>", *CHAT_TOKENS))  # other ids for the markers
+    rm = make_reward_ckpt(tmp_path / "r", other)
+    recipe(tmp_path, base)
+    p = tmp_path / "ppo.toml"
+    p.write_text(f'reward_model = "{rm}"\n' + p.read_text())
+    assert main(["ppo", str(p)]) == 2
+    assert "its tokenizer differs from the policy's" in capsys.readouterr().err
