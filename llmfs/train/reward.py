@@ -28,13 +28,11 @@ from typing import Literal
 import torch
 
 from llmfs import checkpoint as ck
-from llmfs.config import dump_toml, from_dict, invalid, option
-from llmfs.errors import CheckpointError, DataError, LlmfsError
+from llmfs.config import dump_toml, invalid, option
+from llmfs.errors import DataError, LlmfsError
 from llmfs.metrics import LogConfig, Metrics
-from llmfs.model.config import ModelConfig
-from llmfs.model.resize import grow_vocab
 from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import (Cadence, Stage, barrier, check_run_dir, peak_flops, plan_batches, prepare_training,
+from llmfs.train.loop import (Cadence, Stage, check_run_dir, peak_flops, plan_batches, prepare_training,
                               save_checkpoint, train_loop)
 from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
@@ -139,10 +137,8 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     from llmfs.data.preference import FIELDS, build_pairs, pair_batch
     from llmfs.data.records import split_records
     from llmfs.data.sft import batch_indices
-    from llmfs.model.transformer import Transformer
-    from llmfs.tokenizer.chat import with_chat_tokens
-    from llmfs.tokenizer.hf import load, save
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
+    from llmfs.train.init_from import start_from
 
     rt = setup(recipe.run, device=device, precision=precision)
     main = rt.dist.is_main
@@ -151,36 +147,19 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     resume_from = check_run_dir(run_dir, recipe_text, resume, force)
     micro_pairs, accum = plan_batches(recipe.data.batch_size, recipe.data.micro_batch_size, rt.dist.world_size,
                                       unit="pairs")
-    parent = ck.open_checkpoint(recipe.init_from)
-    if parent.kind != "causal_lm":
-        raise CheckpointError(f"init_from {parent.path}: is a '{parent.kind}' checkpoint; a reward model starts "
-                              "from a causal_lm (an sft, pretrain or imported checkpoint)")
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ck.write_text_atomic(run_dir / "recipe.toml", recipe_text)
-
     # ----------------------------------------------------------------------------- tokenizer and model
-    base_tok = load(parent.tokenizer_path)
-    tokenizer = with_chat_tokens(base_tok)
-    tok_dir = run_dir / "tokenizer"
-    if main:
-        save(tokenizer, tok_dir)
-    barrier(rt)
-    cfg = from_dict(ModelConfig, dict(parent.model_config), source=str(parent.path / ck.CONFIG_FILE))
+    start = start_from(recipe.init_from, run_dir, rt, stage="a reward model")
+    if main:  # after the parent checkpoint proved readable
+        ck.write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    parent, tokenizer, tok_dir, backbone, cfg, resized = (start.parent, start.tokenizer, start.tok_dir, start.model,
+                                                          start.cfg, start.resized)
     seq_len = recipe.data.seq_len
     if seq_len > cfg.max_seq_len:
         raise LlmfsError(f"data.seq_len {seq_len} is longer than the model's context (max_seq_len "
                          f"{cfg.max_seq_len}); lower data.seq_len")
-    backbone = Transformer(cfg)
-    ck.load_weights(parent, backbone)
-    resized = None
-    if tokenizer.vocab_size > cfg.vocab_size:
-        resized = {"from": cfg.vocab_size, "to": tokenizer.vocab_size, "init": "mean of existing rows",
-                   "added_tokens": [t for t in tokenizer.special_tokens if t not in base_tok.special_tokens]}
-        cfg = grow_vocab(backbone, cfg, tokenizer.vocab_size)
     model = RewardModel(cfg, backbone=backbone, generator=torch.Generator().manual_seed(recipe.run.seed))
     model = model.to(rt.device)
-    pad_id = base_tok.eot_id if base_tok.eot_id is not None else 0
+    pad_id = start.pad_id
 
     # ------------------------------------------------------------------------------------------- data
     data = recipe.data

@@ -26,13 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from llmfs import checkpoint as ck
-from llmfs.config import dump_toml, from_dict, invalid, option
-from llmfs.errors import CheckpointError, DataError, LlmfsError
+from llmfs.config import dump_toml, invalid, option
+from llmfs.errors import DataError, LlmfsError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
-from llmfs.model.resize import grow_vocab
 from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import (Cadence, Stage, barrier, check_run_dir, peak_flops, plan_batches, prepare_training,
+from llmfs.train.loop import (Cadence, Stage, check_run_dir, peak_flops, plan_batches, prepare_training,
                               save_checkpoint, train_loop)
 from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
@@ -129,11 +128,9 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
     from llmfs.data.records import split_records
     from llmfs.data.sft import (IGNORE, batch_indices, conversation, curriculum_order, pack_batch, pad_batch,
                                 render_examples)
-    from llmfs.model.transformer import Transformer
-    from llmfs.tokenizer.chat import with_chat_tokens
-    from llmfs.tokenizer.hf import load, save
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
     from llmfs.train.answers import questions, score_answers
+    from llmfs.train.init_from import start_from
 
     rt = setup(recipe.run, device=device, precision=precision)
     main = rt.dist.is_main
@@ -142,34 +139,15 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
     resume_from = check_run_dir(run_dir, recipe_text, resume, force)
     micro_rows, accum = plan_batches(recipe.data.batch_size, recipe.data.micro_batch_size, rt.dist.world_size,
                                      unit="conversations")
-    parent = ck.open_checkpoint(recipe.init_from)
-    if parent.kind != "causal_lm":
-        raise CheckpointError(f"init_from {parent.path}: is a '{parent.kind}' checkpoint; SFT starts from a "
-                              "causal_lm (a pretrain, sft or imported checkpoint)")
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ck.write_text_atomic(run_dir / "recipe.toml", recipe_text)
-
     # ----------------------------------------------------------------------------- tokenizer and model
-    base_tok = load(parent.tokenizer_path)
-    tokenizer = with_chat_tokens(base_tok)
-    tok_dir = run_dir / "tokenizer"
-    if main:
-        save(tokenizer, tok_dir)
-    barrier(rt)
-    cfg = from_dict(ModelConfig, dict(parent.model_config), source=str(parent.path / ck.CONFIG_FILE))
+    start = start_from(recipe.init_from, run_dir, rt, stage="SFT")
+    if main:  # after the parent checkpoint proved readable
+        ck.write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    parent, tokenizer, tok_dir, model, cfg, resized, pad_id = (start.parent, start.tokenizer, start.tok_dir,
+                                                               start.model, start.cfg, start.resized, start.pad_id)
     if recipe.data.seq_len > cfg.max_seq_len and cfg.position == "learned":
         raise LlmfsError(f"data.seq_len {recipe.data.seq_len} is longer than the model's learned positions "
                          f"(max_seq_len {cfg.max_seq_len}); lower data.seq_len")
-    model = Transformer(cfg)
-    ck.load_weights(parent, model)
-    resized = None
-    if tokenizer.vocab_size > cfg.vocab_size:
-        resized = {"from": cfg.vocab_size, "to": tokenizer.vocab_size, "init": "mean of existing rows",
-                   "added_tokens": [t for t in tokenizer.special_tokens if t not in base_tok.special_tokens]}
-        cfg = grow_vocab(model, cfg, tokenizer.vocab_size)
-    model = model.to(rt.device)
-    pad_id = base_tok.eot_id if base_tok.eot_id is not None else 0
 
     # ------------------------------------------------------------------------------------------- data
     cache_dir = Path(recipe.data.cache_dir) if recipe.data.cache_dir else run_dir / "data" / "hf_cache"
