@@ -3,8 +3,8 @@
 `ChatSession` holds the conversation and renders it through the checkpoint's chat template
 (`llmfs/tokenizer/chat.py`) for every reply, so what the model sees is exactly what SFT trained on. When the
 rendered conversation plus room for a reply no longer fits the context, the oldest turns are dropped (the
-system message stays) and the caller is told; a reply never runs past the context. `repl` reads lines from a stream: text is a message, a line
-starting with `/` is a command:
+system message stays) and the caller is told; a reply never runs past the context. `repl` reads lines from a
+stream: text is a message, a line starting with `/` is a command:
 
     /reset                forget the conversation (the system message stays)
     /system TEXT          set the system message (and start over)

@@ -31,12 +31,12 @@ from llmfs.config import dump_toml, from_dict, invalid, option
 from llmfs.errors import DataError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
-from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import Cadence, Stage, check_run_dir, prepare_training, save_checkpoint, train_loop
+from llmfs.runtime import RunConfig, setup
+from llmfs.train.loop import check_run_dir, prepare_training, save_checkpoint
 from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, evaluate_answers, load_policy,
-                                   minibatch_passes, prepare_prompts)
+                                   minibatch_passes, prepare_prompts, run_rl_loop)
 from llmfs.train.optim import OptimConfig
-from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
+from llmfs.train.schedule import ScheduleConfig, check_fits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,8 @@ class GRPOConfig:
     max_new_tokens: int = option(48, ge=1)
     temperature: float = option(1.0, gt=0)
     top_p: float = option(1.0, gt=0, le=1)
-    rewards: dict[str, float] = dataclasses.field(default_factory=lambda: {"exact_match": 1.0})  # REWARDS name -> weight
+    # REWARDS name -> weight
+    rewards: dict[str, float] = dataclasses.field(default_factory=lambda: {"exact_match": 1.0})
     scale: Literal["group", "batch", "none"] = "group"  # advantage = (r - group mean) / (this std + eps)
     epochs: int = option(2, ge=1, doc="passes over each rollout batch")
     minibatch_size: int = option(16, ge=1, doc="replies per optimizer update")
@@ -191,16 +192,5 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
     metrics.message(f"llmfs grpo: {rt.describe()}, {model.num_params():,} parameters, from {parent.path}; "
                     f"{len(train_prompts)} train prompts ({train_name}), {len(held_out)} held out; "
                     f"{recipe.data.prompts_per_step} prompts x {g.group_size} replies per step")
-    stage = Stage(lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule), evaluate=evaluate,
-                  sample=lambda step: None, save=save, update=update)
-    cadence = Cadence(total, recipe.log.every, recipe.train.eval_every, 0, recipe.train.save_every,
-                      recipe.train.max_skips)
-    try:
-        if resume_from is None:
-            metrics.log(0, evaluate(0), kind="eval")
-        return train_loop(trained, optimizer, rt, stage, cadence, progress, seed=recipe.run.seed,
-                          grad_clip=recipe.optim.grad_clip, metrics=metrics, final_dir=run_dir / "final",
-                          resumed_from=resume_from, peak=None)
-    finally:
-        metrics.close()
-        teardown(rt)
+    return run_rl_loop(recipe, rt, trained, optimizer, progress, metrics, update=update, evaluate=evaluate,
+                       save=save, resume_from=resume_from, run_dir=run_dir)

@@ -27,13 +27,13 @@ from llmfs.config import dump_toml, from_dict, invalid, option
 from llmfs.errors import CheckpointError, DataError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
-from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import Cadence, Stage, check_run_dir, prepare_training, save_checkpoint, train_loop
+from llmfs.runtime import RunConfig, setup
+from llmfs.train.loop import check_run_dir, prepare_training, save_checkpoint
 from llmfs.train.optim import OptimConfig
 from llmfs.tokenizer.chat import prompt_messages
 from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, load_policy, minibatch_passes,
-                                   prepare_prompts)
-from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
+                                   prepare_prompts, run_rl_loop)
+from llmfs.train.schedule import ScheduleConfig, check_fits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,16 +289,5 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
     metrics.message(f"llmfs ppo: {rt.describe()}, policy {policy.num_params():,} parameters from {parent.path}, "
                     f"value model {p.value_model}, reward {recipe.reward_model or 'rules'}; {len(train_prompts)} "
                     f"train prompts ({train_name}), {len(held_out)} held out")
-    stage = Stage(lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule), evaluate=evaluate,
-                  sample=lambda step: None, save=save, update=update)
-    cadence = Cadence(total, recipe.log.every, recipe.train.eval_every, 0, recipe.train.save_every,
-                      recipe.train.max_skips)
-    try:
-        if resume_from is None:
-            metrics.log(0, evaluate(0), kind="eval")
-        return train_loop(trained, optimizer, rt, stage, cadence, progress, seed=recipe.run.seed,
-                          grad_clip=recipe.optim.grad_clip, metrics=metrics, final_dir=run_dir / "final",
-                          resumed_from=resume_from, peak=None)
-    finally:
-        metrics.close()
-        teardown(rt)
+    return run_rl_loop(recipe, rt, trained, optimizer, progress, metrics, update=update, evaluate=evaluate,
+                       save=save, resume_from=resume_from, run_dir=run_dir)

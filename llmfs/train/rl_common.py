@@ -143,3 +143,27 @@ def minibatch_passes(trained: torch.nn.Module, optimizer: torch.optim.Optimizer,
         if stop_after_epoch is not None and stop_after_epoch():
             break
     return last, finite, done
+
+
+def run_rl_loop(recipe, rt, trained: torch.nn.Module, optimizer: torch.optim.Optimizer, progress, metrics, *,
+                update, evaluate, save, resume_from: Path | None, run_dir: Path) -> Path:
+    """The shared loop for an RL stage: an evaluation before the first iteration (not on resume), then
+    `update` per step with the recipe's [train] cadence; closes the metrics and the runtime."""
+    from llmfs.runtime import teardown
+    from llmfs.train.loop import Cadence, Stage, train_loop
+    from llmfs.train.schedule import lr_at
+
+    total = recipe.train.max_steps
+    stage = Stage(lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule), evaluate=evaluate,
+                  sample=lambda step: None, save=save, update=update)
+    cadence = Cadence(total, recipe.log.every, recipe.train.eval_every, 0, recipe.train.save_every,
+                      recipe.train.max_skips)
+    try:
+        if resume_from is None:
+            metrics.log(0, evaluate(0), kind="eval")
+        return train_loop(trained, optimizer, rt, stage, cadence, progress, seed=recipe.run.seed,
+                          grad_clip=recipe.optim.grad_clip, metrics=metrics, final_dir=run_dir / "final",
+                          resumed_from=resume_from, peak=None)
+    finally:
+        metrics.close()
+        teardown(rt)
