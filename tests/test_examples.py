@@ -71,6 +71,14 @@ def test_example_commands_exist_and_recipes_load(name, tmp_path):
             assert sub in cmd.commands, f"{name}: llmfs {' '.join(argv)}: no command {sub!r}"
             cmd = cmd.commands[sub]
         cmd.make_context(cmd.name, list(rest))  # unknown options or bad values raise click.UsageError here
+        sets = [rest[i + 1] for i, a in enumerate(rest) if a == "--set"]
         if argv[0] == "pretrain":
-            sets = [rest[i + 1] for i, a in enumerate(rest) if a == "--set"]
             load_recipe(ROOT / rest[0], PretrainRecipe, sets)
+        if argv[0] == "sft":
+            from llmfs.train.sft import SFTRecipe
+
+            load_recipe(ROOT / rest[0], SFTRecipe, sets)
+        if argv[:2] == ["reward", "train"]:
+            from llmfs.train.reward import RewardRecipe
+
+            load_recipe(ROOT / rest[0], RewardRecipe, sets)
