@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -149,7 +150,9 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
         prompts = [train_prompts[i] for i in idx for _ in range(g.group_size)]  # groups are consecutive
         examples = [train_records[i] for i in idx for _ in range(g.group_size)]
         gen = torch.Generator(rt.device).manual_seed(hash((recipe.run.seed, step, 1)) % 2**63)
+        t0 = time.perf_counter()
         ro = sample(model, tokenizer, prompts, sampling, end_id=end, pad_id=pad, generator=gen)
+        t_rollout = time.perf_counter() - t0
         errors_before = scorer.errors
         rewards = scorer(ro.texts, examples).to(rt.device)
         if scorer.errors and not errors_before and main:
@@ -161,14 +164,19 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
                                    autocast=rt.autocast) if reference is not None else old_logp)
         stats.clear()
         shuffle = torch.Generator().manual_seed(hash((recipe.run.seed, step, 2)) % 2**63)
-        last, finite, _ = minibatch_passes(trained, optimizer, (ro.sequences, ro.mask, adv, old_logp, ref_logp),
+        t1 = time.perf_counter()
+        last, finite, passes = minibatch_passes(trained, optimizer, (ro.sequences, ro.mask, adv, old_logp, ref_logp),
                                         loss_fn, epochs=g.epochs, minibatch_size=g.minibatch_size,
                                         generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip)
+        t_optimise = time.perf_counter() - t1
         n = len(prompts)
+        seq_tokens = int((ro.sequences != pad).sum())  # prompt and reply tokens each update pass reads
         values = {"reward": float(rewards.mean()), "reward_std": float(rewards.std()) if n > 1 else 0.0,
                   "zero_variance_groups": zero_variance_groups(rewards.cpu(), g.group_size),
                   "reply_tokens": float(ro.reply_lengths.mean()), "ended": float(ro.ended.float().mean()),
-                  "reward_errors": scorer.errors}
+                  "reward_errors": scorer.errors,
+                  "rollout_tok_per_s": float(ro.mask.sum()) / max(t_rollout, 1e-9),  # replies sampled
+                  "optimise_tok_per_s": seq_tokens * passes / max(t_optimise, 1e-9)}  # forward + backward
         values.update({k: sum(v) / len(v) for k, v in stats.items()})
         values["clip_fraction_last_epoch"] = stats["clip_fraction"][-1]
         result = StepResult(loss=last.loss, aux_loss=0.0, grad_norm=last.grad_norm, finite=finite)

@@ -36,6 +36,9 @@ from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits
 
 
+SAMPLE_ROWS = 4  # held-out replies logged at each evaluation
+
+
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
     """The `[ppo]` section."""
@@ -266,13 +269,22 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         lp, ref, _ = evaluate_rollout(ro.sequences)
         result = {"eval_kl": float((KL_ESTIMATORS["k1"](lp, ref) * ro.mask).sum(1).mean()),
                   "eval_reply_tokens": float(ro.reply_lengths.mean())}
+        table = [{"prompt": tokenizer.decode(q.prompt), "reply": text} for q, text in zip(held_out, ro.texts)]
         if rm is not None:
             from llmfs.align.reward import score
 
-            result["eval_reward_model"] = float(score(rm, tokenizer, [prompt_messages(q.example["prompt"], "prompt")
-                                                                       for q in held_out], ro.texts).mean())
+            rm_scores = score(rm, tokenizer, [prompt_messages(q.example["prompt"], "prompt") for q in held_out],
+                              ro.texts)
+            result["eval_reward_model"] = float(rm_scores.mean())
+            for row, r in zip(table, rm_scores.tolist()):
+                row["reward_model"] = r
         if scorer is not None:
-            result["eval_reward"] = float(RewardScorer(p.rewards)(ro.texts, [q.example for q in held_out]).mean())
+            rule = RewardScorer(p.rewards)(ro.texts, [q.example for q in held_out])
+            result["eval_reward"] = float(rule.mean())
+            for row, r in zip(table, rule.tolist()):
+                row["reward"] = r
+        for row in table[:SAMPLE_ROWS]:  # a small table of sample replies: one "sample" event per row
+            metrics.log(step, row, kind="sample")
         return result
 
     def save(step: int, final: bool) -> Path | None:

@@ -105,6 +105,7 @@ def test_grpo_clips_on_later_minibatches_and_raises_the_reward(full_run):
     # the first minibatch of each step has ratio 1; the second epoch sees a moved policy, and the clip binds
     assert all(r["ratio_dev"] > 0 for r in train if r["zero_variance_groups"] < 1)
     assert max(r["clip_fraction_last_epoch"] for r in train) > 0
+    assert all(r["rollout_tok_per_s"] > 0 and r["optimise_tok_per_s"] > 0 for r in train)
     first, last = sum(r["reward"] for r in train[:4]) / 4, sum(r["reward"] for r in train[-4:]) / 4
     assert last > first + 0.2
     ckpt = ck.open_checkpoint(final)

@@ -173,6 +173,8 @@ def test_reward_model_scores_and_normalises_the_rollouts(tmp_path, base):
     stats = ck.open_checkpoint(final).extra["reward_stats"]
     assert stats["count"] == 100 + 2 * 16  # the reward checkpoint's statistics as 100 samples, then 2 x 16 replies
     assert "eval_reward_model" in rows(final.parent, "eval")[-1]
+    table = [r for r in rows(final.parent, "sample") if r["step"] == 2]
+    assert 0 < len(table) <= 4 and {"prompt", "reply", "reward_model", "reward"} <= table[0].keys()
 
 
 def test_a_reward_model_with_another_tokenizer_is_refused(tmp_path, base, capsys):
