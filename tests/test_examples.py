@@ -47,7 +47,7 @@ def command_lines(name: str, args: list[str], tmp_path: Path) -> list[list[str]]
     """The llmfs argv of every command the script runs, recorded by a stub instead of run."""
     stub = tmp_path / "argv.py"
     stub.write_text("import json, sys\nprint('ARGV ' + json.dumps(sys.argv[1:]))\n")
-    result = run_script(name, args, {"LLMFS": f"{sys.executable} {stub}", "STEPS": "30"})
+    result = run_script(name, args, {"LLMFS": f"{sys.executable} {stub}", "STEPS": "30", "PYTHON": "true"})
     assert result.returncode == 0, result.stderr
     return [json.loads(line[5:]) for line in result.stdout.splitlines() if line.startswith("ARGV ")]
 
@@ -61,8 +61,9 @@ def test_example_commands_exist_and_recipes_load(name, tmp_path):
     from llmfs.train.pretrain import PretrainRecipe
 
     (tmp_path / "t.txt").write_text("one\n<|endoftext|>\ntwo\n")
-    lines = command_lines(name, [str(tmp_path / "t.txt"), str(tmp_path / "out")] if name == "local_text.sh"
-                          else [str(tmp_path / "out")], tmp_path)
+    args = {"local_text.sh": [str(tmp_path / "t.txt"), str(tmp_path / "out")],
+            "rl_compare.sh": ["runs/sft", str(tmp_path / "out")]}.get(name, [str(tmp_path / "out")])
+    lines = command_lines(name, args, tmp_path)
     assert lines, f"{name} runs no llmfs command"
     for argv in lines:
         cmd, rest = get_command(app), list(argv)
@@ -82,3 +83,35 @@ def test_example_commands_exist_and_recipes_load(name, tmp_path):
             from llmfs.train.reward import RewardRecipe
 
             load_recipe(ROOT / rest[0], RewardRecipe, sets)
+        if argv[0] in ("grpo", "ppo"):
+            from llmfs.train.grpo import GRPORecipe
+            from llmfs.train.ppo import PPORecipe
+
+            load_recipe(ROOT / rest[0], {"grpo": GRPORecipe, "ppo": PPORecipe}[argv[0]], sets)
+
+
+def test_rl_compare_runs_the_three_methods_and_plots_them(tmp_path):
+    """examples/rl_compare.sh for 2 iterations each, from a tiny random chat model."""
+    pytest.importorskip("matplotlib")
+    from llmfs.tokenizer.byte import ByteTokenizer
+    from llmfs.tokenizer.chat import with_chat_tokens
+
+    from .infer.test_chat import make_ckpt
+
+    sft, _ = make_ckpt(tmp_path / "sft", with_chat_tokens(ByteTokenizer()), max_seq_len=160)
+    out = tmp_path / "rl"
+    result = run_script("rl_compare.sh", [str(sft), str(out)], {"STEPS": "2", "LLMFS": f"{sys.executable} -m llmfs",
+                                                                "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (out / "rl_compare.png").stat().st_size > 10_000
+    for name in ("grpo", "reinforce", "ppo"):
+        evals = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()
+                 if json.loads(line)["kind"] == "eval"]
+        assert [e["step"] for e in evals] == [0, 2] and all("accuracy" in e for e in evals)
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from rl_compare_plot import curves
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    assert [x for x, _ in curves(out / "grpo")["reward"]] == [64, 128]  # 8 prompts x 8 replies per step
+    assert [x for x, _ in curves(out / "ppo")["reward"]] == [64, 128]  # 64 prompts x 1 reply

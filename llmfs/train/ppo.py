@@ -29,10 +29,10 @@ from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, setup
 from llmfs.train.loop import check_run_dir, prepare_training, save_checkpoint
-from llmfs.train.optim import OptimConfig
 from llmfs.tokenizer.chat import prompt_messages
-from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, load_policy, minibatch_passes,
-                                   prepare_prompts, run_rl_loop)
+from llmfs.train.optim import OptimConfig
+from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, evaluate_answers, load_policy,
+                                   minibatch_passes, prepare_prompts, run_rl_loop)
 from llmfs.train.schedule import ScheduleConfig, check_fits
 
 
@@ -283,6 +283,9 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
             result["eval_reward"] = float(rule.mean())
             for row, r in zip(table, rule.tolist()):
                 row["reward"] = r
+        if all("answer" in q.example for q in held_out):  # a verifiable task: greedy accuracy, as GRPO reports
+            result.update(evaluate_answers(policy, tokenizer, held_out, max_new_tokens=p.max_new_tokens,
+                                           batch_size=max(p.minibatch_size, 16)))
         for row in table[:SAMPLE_ROWS]:  # a small table of sample replies: one "sample" event per row
             metrics.log(step, row, kind="sample")
         return result
