@@ -17,7 +17,6 @@ from llmfs.cli import main
 from llmfs.config import load_recipe
 from llmfs.errors import LlmfsError
 from llmfs.model.config import ModelConfig
-from llmfs.model.resize import grow_vocab
 from llmfs.model.transformer import Transformer
 from llmfs.tokenizer.byte import ByteTokenizer
 from llmfs.tokenizer.chat import TEMPLATE_FILE, with_chat_tokens
@@ -141,23 +140,6 @@ def test_loss_is_the_token_mean_of_the_global_batch(tmp_path, base, change):
     a = run(load_recipe(p, SFTRecipe, common + ["run.name=a"]), quiet=True)
     b = run(load_recipe(p, SFTRecipe, common + ["run.name=b", *change]), quiet=True)
     assert [r["loss"] for r in rows(b.parent)] == pytest.approx([r["loss"] for r in rows(a.parent)], abs=1e-5)
-
-
-def test_grow_vocab_keeps_old_logits_and_mean_initialises_new_rows():
-    for tie in (True, False):
-        cfg = ModelConfig(vocab_size=40, max_seq_len=16, d_model=16, n_layers=1, n_heads=2, tie_embeddings=tie)
-        net = Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval()
-        x = torch.randint(0, 40, (2, 7), generator=torch.Generator().manual_seed(1))
-        before = net(x).logits
-        new = grow_vocab(net, cfg, 44)
-        assert new.vocab_size == 44 and net.cfg.vocab_size == 44
-        after = net(x).logits
-        assert after.shape == (2, 7, 44)
-        torch.testing.assert_close(after[..., :40], before, rtol=0, atol=0)
-        emb = net.embed_tokens.weight
-        torch.testing.assert_close(emb[40:], emb[:40].mean(0).expand(4, -1))
-        assert (net.lm_head.weight is net.embed_tokens.weight) == tie
-        assert set(Transformer(new).state_dict()) == set(net.state_dict())
 
 
 def test_preflight_refuses_end_of_turn_as_padding():
