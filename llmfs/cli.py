@@ -92,7 +92,7 @@ def plot(
     run_dir: str = typer.Argument(..., help="A run directory (holding metrics.jsonl)."),
     out: str = typer.Option(None, "--out", help="Where to write the PNGs [default: RUN_DIR/plots]."),
 ) -> None:
-    """Draw loss, bits per byte, learning rate and throughput curves as PNG files (needs llmfs[plot])."""
+    """Draw loss, bits per byte, learning rate and throughput curves as PNG files (needs llmfs\\[plot])."""
     from llmfs.plot import plot_run
 
     for path in plot_run(run_dir, out):
