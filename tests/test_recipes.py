@@ -61,3 +61,10 @@ def test_grpo_recipe_starts_from_the_sft_run():
     sft = load_recipe(RECIPES / "sft.toml", recipe_class("sft"))
     grpo = load_recipe(RECIPES / "grpo.toml", recipe_class("grpo"))
     assert grpo.init_from == f"{sft.run.out_dir}/{sft.run.name}"
+
+
+def test_reward_recipe_refuses_fsdp_until_it_is_wired():
+    from llmfs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.parallel: fsdp is not wired for the reward model"):
+        load_recipe(RECIPES / "reward.toml", recipe_class("reward"), ['train.parallel="fsdp"'])

@@ -17,10 +17,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from llmfs import checkpoint as ck
+from llmfs.config import option
 from llmfs.errors import LlmfsError
 from llmfs.metrics import Metrics
 from llmfs.runtime import Runtime
@@ -90,6 +92,19 @@ def peak_flops(rt: Runtime) -> float | None:
 
     dtype = rt.autocast_dtype or torch.float32
     return measure_matmul_flops(rt.device, dtype, seconds=0.2)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneTrainConfig:
+    """The `[train]` section of the stages that start from a checkpoint and step through batches (sft, reward)."""
+
+    max_steps: int = option(300, ge=1)
+    eval_every: int = option(100, ge=0, doc="steps between evaluations; 0 = only before and after")
+    save_every: int = option(0, ge=0, doc="steps between checkpoints; 0 = only the final one")
+    keep_last: int = option(2, ge=1)
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    compile: bool = False
+    max_skips: int = option(0, ge=0, doc="non-finite steps skipped before stopping")
 
 
 @dataclasses.dataclass

@@ -32,8 +32,8 @@ from llmfs.config import dump_toml, invalid, option
 from llmfs.errors import DataError, LlmfsError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import (Cadence, Stage, check_run_dir, peak_flops, plan_batches, prepare_training,
-                              save_checkpoint, train_loop)
+from llmfs.train.loop import (Cadence, FinetuneTrainConfig, Stage, check_run_dir, peak_flops, plan_batches,
+                              prepare_training, save_checkpoint, train_loop)
 from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
 
@@ -68,19 +68,6 @@ class RewardConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RewardTrainConfig:
-    """The reward `[train]` section."""
-
-    max_steps: int = option(300, ge=1)
-    eval_every: int = option(100, ge=0, doc="steps between evaluations; 0 = only before and after")
-    save_every: int = option(0, ge=0, doc="steps between checkpoints; 0 = only the final one")
-    keep_last: int = option(2, ge=1)
-    parallel: Literal["ddp"] = "ddp"  # FSDP is not wired for the reward model yet
-    compile: bool = False
-    max_skips: int = option(0, ge=0, doc="non-finite steps skipped before stopping")
-
-
-@dataclasses.dataclass(frozen=True)
 class RewardEvalConfig:
     """The reward `[eval]` section."""
 
@@ -95,7 +82,7 @@ class RewardRecipe:
     data: RewardDataConfig = RewardDataConfig()
     optim: OptimConfig = OptimConfig(lr=1e-4, weight_decay=0.0)
     schedule: ScheduleConfig = ScheduleConfig(warmup_steps=20)
-    train: RewardTrainConfig = RewardTrainConfig()
+    train: FinetuneTrainConfig = FinetuneTrainConfig()
     reward: RewardConfig = RewardConfig()
     eval: RewardEvalConfig = RewardEvalConfig()
     log: LogConfig = LogConfig()
@@ -103,6 +90,8 @@ class RewardRecipe:
     def validate(self) -> None:
         if not self.init_from:
             raise invalid("init_from", "name the SFT checkpoint, e.g. init_from = \"runs/sft\"")
+        if self.train.parallel == "fsdp":
+            raise invalid("train.parallel", "fsdp is not wired for the reward model yet; use \"ddp\"")
         check_fits(self.schedule, self.train.max_steps)
 
 

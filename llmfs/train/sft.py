@@ -31,8 +31,8 @@ from llmfs.errors import DataError, LlmfsError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import (Cadence, Stage, check_run_dir, peak_flops, plan_batches, prepare_training,
-                              save_checkpoint, train_loop)
+from llmfs.train.loop import (Cadence, FinetuneTrainConfig, Stage, check_run_dir, peak_flops, plan_batches,
+                              prepare_training, save_checkpoint, train_loop)
 from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits, lr_at
 
@@ -55,19 +55,6 @@ class SFTDataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SFTTrainConfig:
-    """The SFT `[train]` section."""
-
-    max_steps: int = option(300, ge=1)
-    eval_every: int = option(100, ge=0, doc="steps between evaluations; 0 = only before and after")
-    save_every: int = option(0, ge=0, doc="steps between checkpoints; 0 = only the final one")
-    keep_last: int = option(2, ge=1)
-    parallel: Literal["ddp", "fsdp"] = "ddp"
-    compile: bool = False
-    max_skips: int = option(0, ge=0, doc="non-finite steps skipped before stopping")
-
-
-@dataclasses.dataclass(frozen=True)
 class SFTEvalConfig:
     """The `[eval]` section: scoring greedy replies against gold answers."""
 
@@ -85,7 +72,7 @@ class SFTRecipe:
     data: SFTDataConfig = SFTDataConfig()
     optim: OptimConfig = OptimConfig(lr=3e-4, weight_decay=0.0)
     schedule: ScheduleConfig = ScheduleConfig(warmup_steps=20)
-    train: SFTTrainConfig = SFTTrainConfig()
+    train: FinetuneTrainConfig = FinetuneTrainConfig()
     eval: SFTEvalConfig = SFTEvalConfig()
     log: LogConfig = LogConfig()
 
