@@ -28,14 +28,13 @@ from typing import Literal
 import torch
 
 from llmfs import checkpoint as ck
-from llmfs.config import dump_toml, from_dict, invalid, option
-from llmfs.errors import DataError
+from llmfs.config import from_dict, invalid, option
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
-from llmfs.runtime import RunConfig, setup
-from llmfs.train.loop import check_run_dir, prepare_training, save_checkpoint
-from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, evaluate_answers, load_policy,
-                                   minibatch_passes, prepare_prompts, run_rl_loop)
+from llmfs.runtime import RunConfig
+from llmfs.train.loop import prepare_training, save_checkpoint
+from llmfs.train.rl_common import (PromptDataConfig, RLTrainConfig, RewardScorer, evaluate_answers, minibatch_passes,
+                                   prepare_prompts, run_rl_loop, start_rl)
 from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits
 
@@ -99,15 +98,9 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
     from llmfs.tokenizer.chat import end_id
     from llmfs.train.step import StepResult
 
-    rt = setup(recipe.run, device=device, precision=precision)
-    if rt.dist.world_size > 1:
-        raise DataError("llmfs grpo runs in one process for now (rollouts are not split across processes); "
-                        "run it without torchrun")
+    rt, run_dir, recipe_text, resume_from, model, tokenizer, parent = start_rl(
+        recipe, "grpo", device=device, precision=precision, resume=resume, force=force)
     main = rt.dist.is_main
-    run_dir = Path(recipe.run.out_dir) / recipe.run.name
-    recipe_text = dump_toml(recipe)
-    resume_from = check_run_dir(run_dir, recipe_text, resume, force)
-    model, tokenizer, parent = load_policy(recipe.init_from, rt.device)
     cfg: ModelConfig = from_dict(ModelConfig, dict(parent.model_config))
     run_dir.mkdir(parents=True, exist_ok=True)
     ck.write_text_atomic(run_dir / "recipe.toml", recipe_text)

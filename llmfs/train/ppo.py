@@ -23,16 +23,16 @@ from typing import Literal
 import torch
 
 from llmfs import checkpoint as ck
-from llmfs.config import dump_toml, from_dict, invalid, option
-from llmfs.errors import CheckpointError, DataError
+from llmfs.config import from_dict, invalid, option
+from llmfs.errors import CheckpointError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
-from llmfs.runtime import RunConfig, setup
-from llmfs.train.loop import check_run_dir, prepare_training, save_checkpoint
+from llmfs.runtime import RunConfig
+from llmfs.train.loop import prepare_training, save_checkpoint
 from llmfs.tokenizer.chat import prompt_messages
 from llmfs.train.optim import OptimConfig
-from llmfs.train.rl_common import (PromptDataConfig, RewardScorer, RLTrainConfig, evaluate_answers, load_policy,
-                                   minibatch_passes, prepare_prompts, run_rl_loop)
+from llmfs.train.rl_common import (PromptDataConfig, RLTrainConfig, RewardScorer, evaluate_answers, minibatch_passes,
+                                   prepare_prompts, run_rl_loop, start_rl)
 from llmfs.train.schedule import ScheduleConfig, check_fits
 
 
@@ -123,14 +123,8 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
     from llmfs.tokenizer.chat import end_id
     from llmfs.train.step import StepResult
 
-    rt = setup(recipe.run, device=device, precision=precision)
-    if rt.dist.world_size > 1:
-        raise DataError("llmfs ppo runs in one process for now (rollouts are not split across processes); "
-                        "run it without torchrun")
-    run_dir = Path(recipe.run.out_dir) / recipe.run.name
-    recipe_text = dump_toml(recipe)
-    resume_from = check_run_dir(run_dir, recipe_text, resume, force)
-    policy, tokenizer, parent = load_policy(recipe.init_from, rt.device)
+    rt, run_dir, recipe_text, resume_from, policy, tokenizer, parent = start_rl(
+        recipe, "ppo", device=device, precision=precision, resume=resume, force=force)
     rm = rm_ckpt = None
     if recipe.reward_model:
         rm, rm_ckpt = load_reward(recipe.reward_model, parent.tokenizer_path, rt.device)

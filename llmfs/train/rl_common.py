@@ -62,6 +62,26 @@ class RewardScorer:
         return torch.tensor(out)
 
 
+def start_rl(recipe, stage: str, *, device: str | None, precision: str | None, resume: bool, force: bool):
+    """(runtime, run directory, recipe text, checkpoint to resume from or None, policy, tokenizer, parent) of an RL
+    stage: one process only for now (rollouts are not split across processes)."""
+    from llmfs.config import dump_toml
+    from llmfs.errors import LlmfsError
+    from llmfs.runtime import setup, teardown
+    from llmfs.train.loop import check_run_dir
+
+    rt = setup(recipe.run, device=device, precision=precision)
+    if rt.dist.world_size > 1:
+        teardown(rt)
+        raise LlmfsError(f"llmfs {stage} runs in one process for now (rollouts are not split across processes); "
+                         "run it without torchrun")
+    run_dir = Path(recipe.run.out_dir) / recipe.run.name
+    recipe_text = dump_toml(recipe)
+    resume_from = check_run_dir(run_dir, recipe_text, resume, force)
+    policy, tokenizer, parent = load_policy(recipe.init_from, rt.device)
+    return rt, run_dir, recipe_text, resume_from, policy, tokenizer, parent
+
+
 def load_policy(init_from: str, device):
     """(model, tokenizer, parent checkpoint) of an RL stage's starting point; it must be a chat model."""
     from llmfs.infer.chat import check_chat_model
