@@ -117,7 +117,7 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
     if g.kl_coef > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     trained, optimizer, progress = prepare_training(model, rt, parallel="ddp", optim=recipe.optim,
-                                                    resume_from=resume_from, compile=False)
+                                                    resume_from=resume_from)
     sampling = SamplingConfig(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)
     scorer = RewardScorer(g.rewards)
     aggregate = AGGREGATIONS[g.aggregation]

@@ -117,10 +117,10 @@ class Progress:
 
 
 def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, optim, resume_from: Path | None,
-                     compile: bool, read_state: Callable[[ck.Checkpoint], dict] | None = None
+                     read_state: Callable[[ck.Checkpoint], dict] | None = None
                      ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Progress]:
-    """Wrap the model for the processes (DDP / FSDP2), build its optimizer, load the resume state when there is
-    one, then compile: (the module to train, its optimizer, where the run is). `read_state(checkpoint)` gives
+    """Wrap the model for the processes (DDP / FSDP2), build its optimizer and load the resume state when there
+    is one: (the module to train, its optimizer, where the run is). `read_state(checkpoint)` gives
     the model's full state when it is not just model.safetensors (the inverse of save_checkpoint's split)."""
     from llmfs.train import distributed as D
     from llmfs.train.optim import build_optimizer
@@ -134,8 +134,6 @@ def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, opti
         weights = read_state(ckpt) if read_state is not None else ck.read_weights(ckpt, model)
         D.load_full_state(trained, optimizer, weights, dict(state.optimizer))
         progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
-    if compile:
-        trained = torch.compile(trained)
     return trained, optimizer, progress
 
 
@@ -190,6 +188,7 @@ class Stage:
     # An RL stage gives its own step instead (rollout, then several optimizer updates):
     update: Callable[[int], tuple[StepResult, int, dict]] | None = None  # step -> (result, tokens, metrics)
     flops_per_token: float = 0.0
+    compile: bool = False  # torch.compile loss_fn: the model's forward and the loss in one graph
 
 
 def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime, stage: Stage,
@@ -203,6 +202,12 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
     from llmfs.train import distributed as D
 
     start, total = progress.step, cadence.total
+    loss_fn = stage.loss_fn
+    if stage.compile and loss_fn is not None:
+        # The forward *and* the loss in one graph: the loss's softmax and its backward fuse with the head, which
+        # compiling the module alone cannot do (nanoGPT shape on CPU: 1.15x eager for the module, 1.35x for both;
+        # docs/bench/nanogpt.md). Evaluation and sampling keep the eager model (their shapes vary).
+        loss_fn = torch.compile(loss_fn)
     last_saved = resumed_from
     tokens_since = 0
     try:
@@ -216,7 +221,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                 result, n_tokens, extra = stage.update(step)
             else:
                 micro, n_tokens = stage.batches(step)
-                result = train_step(trained, optimizer, micro, stage.loss_fn, autocast=rt.autocast,
+                result = train_step(trained, optimizer, micro, loss_fn, autocast=rt.autocast,
                                     grad_clip=grad_clip, scaler=scaler, no_sync=D.no_sync(trained),
                                     reduce_mean=D.reduce_mean(rt))
             if not result.finite and scaler is None:

@@ -145,7 +145,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         return {**state, **ck.read_weights(ckpt, model.value_part(), file=VALUE_FILE)}
 
     trained, optimizer, progress = prepare_training(model, rt, parallel="ddp", optim=recipe.optim,
-                                                    resume_from=resume_from, compile=False, read_state=read_state)
+                                                    resume_from=resume_from, read_state=read_state)
     kl_ctl = AdaptiveKL(p.kl_coef, p.kl_target or None, p.kl_horizon)
     stats = RunningStats()
     if rm_ckpt is not None and "reward_mean" in rm_ckpt.extra:  # the reward model's held-out statistics

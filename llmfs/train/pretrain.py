@@ -46,7 +46,7 @@ class TrainConfig:
     save_every: int = option(500, ge=0, doc="steps between checkpoints; 0 = only the final one")
     keep_last: int = option(2, ge=1, doc="step checkpoints kept")
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with several processes
-    compile: bool = False  # torch.compile the model (CUDA: worth it for long runs)
+    compile: bool = False  # torch.compile the forward and loss (first steps pay the compile time)
     activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~30% slower
     max_skips: int = option(0, ge=0, doc="non-finite steps skipped before stopping; 0 = stop at the first")
 
@@ -128,7 +128,7 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
         for i, layer in enumerate(model.layers):
             model.layers[i] = checkpoint_wrapper(layer)
     trained, optimizer, progress = prepare_training(model, rt, parallel=recipe.train.parallel, optim=recipe.optim,
-                                                    resume_from=resume_from, compile=recipe.train.compile)
+                                                    resume_from=resume_from)
     total = recipe.train.max_steps
     tokens_per_step = recipe.data.batch_size * seq_len
 
@@ -177,7 +177,8 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
     plan = BatchPlan(recipe.data.batch_size, seq_len, rt.dist.rank, rt.dist.world_size)
     stage = Stage(batches=batches, loss_fn=loss_fn, lr_at=lambda step: lr_at(step, recipe.optim.lr, total,
                                                                               recipe.schedule),
-                  evaluate=evaluate, sample=samples, save=save, flops_per_token=model.flops_per_token(seq_len))
+                  evaluate=evaluate, sample=samples, save=save, flops_per_token=model.flops_per_token(seq_len),
+                  compile=recipe.train.compile)
     cadence = Cadence(total, recipe.log.every, recipe.train.eval_every, recipe.train.sample_every,
                       recipe.train.save_every, recipe.train.max_skips)
     try:

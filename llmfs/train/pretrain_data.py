@@ -6,9 +6,12 @@
     RUN/data/NN-<slug>/train/          token shards (index.json + .bin) of source NN's training documents
     RUN/data/NN-<slug>/valid/          and of its validation documents
 
-A built-in source gives its own `split = "valid"`; any other source (files, hub datasets) holds out documents
-whose content hash falls in the lowest `data.valid_fraction` (`llmfs/data/builtin/split.py`), so the same
-document can never be on both sides. Shards are reused when their index names the same tokenizer (sha256)
+A built-in source gives its own `split = "valid"`; any other source (files, hub datasets) holds out, with
+`data.valid_split = "hash"` (the default), the documents whose content hash falls in the lowest
+`data.valid_fraction` (`llmfs/data/builtin/split.py`), so the same document can never be on both sides; with
+`"tail"`, the last `valid_fraction` of the source's characters, cut at that exact character as nanoGPT's
+`prepare.py` does (`data[:int(n * 0.9)]`), for a corpus that is one long document (tinyshakespeare). "tail" reads
+the source twice: once to count its characters, once to split. Shards are reused when their index names the same tokenizer (sha256)
 and source spec (and text field); otherwise they are rebuilt. Only rank 0 prepares; the other ranks wait and read.
 
 Tables and hub datasets are read through `datasets` (llmfs/data/tables.py) with their text in the column
@@ -22,8 +25,9 @@ import dataclasses
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 from llmfs.config import invalid, option
 from llmfs.data.builtin.split import wanted
@@ -41,6 +45,7 @@ class DataConfig:
     sources: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"builtin:stories?size=4000000": 1.0})  # spec -> mixture weight
     valid_fraction: float = option(0.01, gt=0, lt=1, doc="held-out documents of non-builtin sources")
+    valid_split: Literal["hash", "tail"] = "hash"  # hold out documents by content hash, or the source's last chars
     seq_len: int = option(256, ge=8, doc="tokens per training window")
     batch_size: int = option(32, ge=1, doc="windows per optimizer step, across processes and micro-batches")
     micro_batch_size: int = option(0, ge=0, doc="windows per forward per process; 0 = no accumulation")
@@ -71,10 +76,28 @@ def _documents(spec: str, split: str, data: DataConfig, run_dir: Path) -> Iterat
         for record in iter_builtin(spec, split=split):
             yield record["text"] if "text" in record else _builtin_text(spec, record)
         return
-    for doc in iter_documents([spec], field=data.text_field, cache_dir=cache_dir(data, run_dir),
-                              hint='set data.text_field = "{column}"'):
+    def read() -> Iterator[str]:
+        return iter_documents([spec], field=data.text_field, cache_dir=cache_dir(data, run_dir),
+                              hint='set data.text_field = "{column}"')
+
+    if data.valid_split == "tail":
+        yield from tail_split(read, split, data.valid_fraction)
+        return
+    for doc in read():
         if wanted(doc, split, data.valid_fraction):
             yield doc
+
+
+def tail_split(read: Callable[[], Iterator[str]], split: str, valid_fraction: float) -> Iterator[str]:
+    """The documents of `read()` before (train) or after (valid) character int(n * (1 - valid_fraction)) of
+    their concatenation; the document holding that character is cut there."""
+    cutoff = int(sum(len(doc) for doc in read()) * (1 - valid_fraction))
+    seen = 0
+    for doc in read():
+        start, seen = seen, seen + len(doc)
+        piece = doc[:max(0, cutoff - start)] if split == "train" else doc[max(0, cutoff - start):]
+        if piece:
+            yield piece
 
 
 def _builtin_text(spec: str, record: dict) -> str:
@@ -127,7 +150,8 @@ def prepare_shards(data: DataConfig, tokenizer, tokenizer_sha: str, run_dir: Pat
         base = run_dir / "data" / _slug(i, spec)
         for split, out in (("train", train), ("valid", valid)):
             d = base / split
-            source = {"spec": spec, "split": split, "text_field": data.text_field}
+            source = {"spec": spec, "split": split, "text_field": data.text_field,
+                      "valid_split": data.valid_split, "valid_fraction": data.valid_fraction}
             if _cached(d, source, tokenizer_sha):
                 out.append(TokenShards(d))
                 continue

@@ -167,7 +167,7 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
 
     # ----------------------------------------------------------------------------- optimizer and resume
     trained, optimizer, progress = prepare_training(model, rt, parallel=recipe.train.parallel, optim=recipe.optim,
-                                                    resume_from=resume_from, compile=recipe.train.compile)
+                                                    resume_from=resume_from)
     total = recipe.train.max_steps
     tok_sha = tokenizer_sha256(tok_dir)
     world, rank = rt.dist.world_size, rt.dist.rank
@@ -243,7 +243,8 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     # 6 * d_model * vocab: the Transformer's estimate counts an lm_head matmul the reward model does not run
     flops = model.backbone.flops_per_token(seq_len) - 6 * cfg.d_model * cfg.vocab_size
     stage = Stage(batches=batches, loss_fn=loss_fn, evaluate=evaluate, sample=lambda step: None, save=save_ckpt,
-                  lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule), flops_per_token=flops)
+                  lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule), flops_per_token=flops,
+                  compile=recipe.train.compile)
     cadence = Cadence(total, recipe.log.every, recipe.train.eval_every, 0, recipe.train.save_every,
                       recipe.train.max_skips)
     try:

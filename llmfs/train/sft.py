@@ -156,7 +156,7 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
 
     # ----------------------------------------------------------------------------- optimizer and resume
     trained, optimizer, progress = prepare_training(model, rt, parallel=recipe.train.parallel, optim=recipe.optim,
-                                                    resume_from=resume_from, compile=recipe.train.compile)
+                                                    resume_from=resume_from)
     total = recipe.train.max_steps
     tok_sha = tokenizer_sha256(tok_dir)
     world, rank = rt.dist.world_size, rt.dist.rank
@@ -219,7 +219,7 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
                         f"{resized['from']} -> {resized['to']} rows")
     stage = Stage(batches=batches, loss_fn=loss_fn, evaluate=evaluate, sample=lambda step: None, save=save_ckpt,
                   lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule),
-                  flops_per_token=model.flops_per_token(seq_len))
+                  flops_per_token=model.flops_per_token(seq_len), compile=recipe.train.compile)
     cadence = Cadence(total, recipe.log.every, recipe.train.eval_every, 0, recipe.train.save_every,
                       recipe.train.max_skips)
     try:

@@ -208,7 +208,41 @@ def test_jsonl_source_with_its_own_text_field_and_run_local_datasets_cache(tmp_p
     assert any((run_dir / "data" / "hf_cache").iterdir())  # datasets wrote here, and nowhere else
     assert not default.exists() or not any(default.iterdir())
     (written,) = (run_dir / "data").glob("00-*/train/source.json")
-    assert json.loads(written.read_text()) == {"spec": str(corpus), "split": "train", "text_field": "story"}
+    assert json.loads(written.read_text()) == {"spec": str(corpus), "split": "train", "text_field": "story",
+                                               "valid_split": "hash", "valid_fraction": 0.01}
+
+
+def test_tail_split_cuts_the_concatenation_at_the_exact_character():
+    from llmfs.train.pretrain_data import tail_split
+
+    docs = ["abcdefgh", "ij", "klmnopqrst"]  # 20 characters; 0.25 held out -> the cut is before character 15
+    assert list(tail_split(lambda: iter(docs), "train", 0.25)) == ["abcdefgh", "ij", "klmno"]
+    assert list(tail_split(lambda: iter(docs), "valid", 0.25)) == ["pqrst"]
+    assert list(tail_split(lambda: iter(docs), "valid", 0.6)) == ["ij", "klmnopqrst"]  # int(20 * 0.4) = 8
+    text = "".join(docs)  # nanoGPT's prepare.py: data[:int(n * 0.9)], data[int(n * 0.9):]
+    n = len(text)
+    assert "".join(tail_split(lambda: iter(docs), "train", 0.1)) == text[:int(n * 0.9)]
+    assert "".join(tail_split(lambda: iter(docs), "valid", 0.1)) == text[int(n * 0.9):]
+
+
+def test_one_document_text_file_trains_with_a_tail_validation_split(tmp_path):
+    corpus = tmp_path / "play.txt"  # no <|endoftext|> lines: the whole file is one document
+    lines = [f"Speaker {i % 7}: the {['king', 'queen', 'fool'][i % 3]} walks to the {i % 11} gate.\n"
+             for i in range(400)]
+    corpus.write_text("".join(lines), encoding="utf-8")
+    sources = f'data.sources={{"{corpus}" = 1.0}}'
+    with pytest.raises(LlmfsError, match=r"play.txt: the (train|valid) split holds no documents"):
+        run(tiny(tmp_path, sources, "train.max_steps=4", "schedule.warmup_steps=2"), quiet=True)
+    final = run(tiny(tmp_path, sources, "train.max_steps=4", "schedule.warmup_steps=2", 'data.valid_split="tail"',
+                     "data.valid_fraction=0.1"), force=True, quiet=True)
+    from llmfs.data.shards import TokenShards
+
+    (train_dir,) = (final.parent / "data").glob("00-*/train")
+    (valid_dir,) = (final.parent / "data").glob("00-*/valid")
+    n = len(corpus.read_bytes())  # ASCII and a byte tokenizer: one token per character
+    assert TokenShards(train_dir).num_tokens - 1 == int(n * 0.9)  # + one <|endoftext|> per document
+    assert TokenShards(valid_dir).num_tokens - 1 == n - int(n * 0.9)
+    assert math.isfinite(records(final.parent, "eval")[-1]["val_bpb"])
 
 
 def test_batch_not_divisible_by_processes():
@@ -276,3 +310,25 @@ def test_small_recipe_end_to_end(tmp_path):
     ev = records(final.parent, "eval")[-1]
     assert ev["step"] == 1500 and ev["val_bpb"] < 0.26
     assert records(final.parent, "sample")[-1]["text"].count(".") >= 3
+
+
+def test_compiled_training_matches_eager_and_resumes(tmp_path):
+    """train.compile = true compiles the forward and the loss together (llmfs/train/loop.py): the same losses as
+    eager up to kernel rounding, the same checkpoint format, and a compiled run resumes where it stopped."""
+    common = ["train.max_steps=6", "schedule.warmup_steps=2", "train.save_every=3", "log.every=1"]
+    eager = run(tiny(tmp_path / "eager", *common), quiet=True)
+    compiled = run(tiny(tmp_path / "compiled", *common, "train.compile=true"), quiet=True)
+    le, lc = [r["loss"] for r in records(eager.parent)], [r["loss"] for r in records(compiled.parent)]
+    assert len(lc) == 6 and lc == pytest.approx(le, rel=1e-4)
+    assert lc[-1] < lc[0]
+    we, wc = weights(eager), weights(compiled)
+    assert we.keys() == wc.keys()  # no "_orig_mod." prefixes leak into the checkpoint
+    for k in we:
+        torch.testing.assert_close(wc[k], we[k], rtol=1e-3, atol=1e-4, msg=k)
+    # stopped after step 3, resumed with compile: steps 4-6 continue from the step-3 checkpoint
+    import shutil
+
+    shutil.rmtree(compiled)
+    resumed = run(tiny(tmp_path / "compiled", *common, "train.compile=true"), resume=True, quiet=True)
+    lr_ = [r["loss"] for r in records(resumed.parent)]
+    assert lr_[-3:] == pytest.approx(lc[-3:], rel=1e-5)
