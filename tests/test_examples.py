@@ -115,3 +115,33 @@ def test_rl_compare_runs_the_three_methods_and_plots_them(tmp_path):
         sys.path.remove(str(EXAMPLES))
     assert [x for x, _ in curves(out / "grpo")["reward"]] == [64, 128]  # 8 prompts x 8 replies per step
     assert [x for x, _ in curves(out / "ppo")["reward"]] == [64, 128]  # 64 prompts x 1 reply
+
+
+def test_ablation_trains_each_variant_for_its_budget_and_tabulates(tmp_path):
+    """examples/ablation.py on a tiny byte-level model: calibrate, train, table, json and plot for two variants."""
+    from .train.test_pretrain import TINY as TINY_RECIPE
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_RECIPE.format(out=tmp_path / "unused"))
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import ablation
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    out = tmp_path / "ablation"
+    ablation.main(["--recipe", str(recipe), "--out", str(out), "--budget", "0.5", "--calibrate", "4",
+                   "--variants", "classic,+moe", "--set", "model.d_model=32"])
+    results = json.loads((out / "ablation.json").read_text())
+    assert [r["variant"] for r in results] == ["classic", "+moe"]
+    for r in results:
+        assert r["steps"] >= 8 and r["tok_per_s"] > 0 and 0 < r["val_bpb"] < 9  # bytes: at most ~8 bits + noise
+        assert len(r["curve"]) >= 2  # evaluations during and at the end of the run
+        metrics = [json.loads(line) for line in (out / r["variant"].lstrip("+") / "metrics.jsonl").read_text()
+                   .splitlines()]
+        assert max(m["step"] for m in metrics if m["kind"] == "train") == r["steps"]
+    assert results[1]["params"] > results[0]["params"]  # 4 half-width experts: more total parameters
+    assert not list(out.glob("*-calibrate"))  # calibration runs are removed
+    table = (out / "ablation.md").read_text()
+    assert "| classic |" in table and "| +moe |" in table
+    if (out / "ablation.png").exists():
+        assert (out / "ablation.png").stat().st_size > 5_000

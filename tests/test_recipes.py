@@ -18,7 +18,7 @@ def recipe_class(name: str):
     from llmfs.train.reward import RewardRecipe
     from llmfs.train.sft import SFTRecipe
 
-    return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe, "reward": RewardRecipe,
+    return {"small": PretrainRecipe, "classic": PretrainRecipe, "shakespeare_char": PretrainRecipe, "sft": SFTRecipe, "reward": RewardRecipe,
             "grpo": GRPORecipe, "ppo": PPORecipe}[name]
 
 
