@@ -67,7 +67,8 @@ def trainer_command(module: str, recipe_class: str, example: str, doc: str):
         stage = importlib.import_module(module)
         path = stage.run(load_recipe(recipe, getattr(stage, recipe_class), overrides), resume=resume, force=force,
                          device=device, precision=precision, quiet=quiet)
-        typer.echo(f"checkpoint: {path}")
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, not one per process
+            typer.echo(f"checkpoint: {path}")
 
     command.__doc__ = doc
     return command
