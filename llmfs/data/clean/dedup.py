@@ -1,0 +1,128 @@
+"""Deduplication: exact (a hash of the normalised text) and near-duplicate (MinHash + banded LSH).
+
+MinHash (Broder 1997): a document is the set of its word shingles (`shingle_size` consecutive lower-cased
+words; a shorter document is one shingle). Each shingle is hashed once to 32 bits (blake2b, so the result does
+not depend on PYTHONHASHSEED), then permuted by `num_perm` universal hash functions h_i(x) = (a_i x + b_i) mod p,
+p = 2^61 - 1, with a_i in [1, 2^31) and b_i in [0, 2^32) drawn from `random.Random(seed)` (a_i x + b_i < 2^64,
+so uint64 numpy arithmetic never wraps). The signature is the minimum of each h_i over the shingles; the share
+of equal signature entries of two documents estimates the Jaccard similarity of their shingle sets.
+
+LSH (Leskovec, Rajaraman & Ullman, "Mining of Massive Datasets", ch. 3.4): the signature is cut into `bands`
+bands of r = num_perm / bands rows; two documents sharing any band are candidates, which happens with
+probability 1 - (1 - J^r)^bands, an S-curve whose midpoint is about (1 / bands)^(1 / r) (`lsh_threshold`). A
+candidate is a near-duplicate when its estimated Jaccard with a kept document is >= `threshold`; the first
+document seen is kept.
+
+Memory: both indexes hold only kept documents: a 16-byte digest each for exact dedup, and for near dedup the
+signature (num_perm x 8 bytes) plus one bucket entry per band. That is O(kept documents x (num_perm + bands)),
+about 1.5 KiB per kept document at the defaults; the rest of the pipeline is constant in the corpus size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from typing import NamedTuple
+
+from llmfs.data.clean.config import DedupConfig
+
+MERSENNE_61 = (1 << 61) - 1
+_WORD = re.compile(r"\w+")
+
+
+def exact_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def shingles(text: str, size: int) -> set[str]:
+    ws = _WORD.findall(text.lower())
+    if len(ws) <= size:
+        return {" ".join(ws)} if ws else set()
+    return {" ".join(ws[i:i + size]) for i in range(len(ws) - size + 1)}
+
+
+class MinHasher:
+    """Signatures of one seeded hash family (`num_perm` functions)."""
+
+    def __init__(self, num_perm: int, shingle_size: int, seed: int):
+        import numpy as np
+
+        rng = random.Random(seed)
+        self.np = np
+        self.shingle_size = shingle_size
+        self.a = np.array([rng.randrange(1, 1 << 31) for _ in range(num_perm)], dtype=np.uint64)
+        self.b = np.array([rng.randrange(0, 1 << 32) for _ in range(num_perm)], dtype=np.uint64)
+
+    def signature(self, text: str) -> bytes:
+        """(num_perm,) uint64 minima as little-endian bytes; an empty document gets all-ones (matches nothing
+        but another empty document, which normalisation drops before dedup)."""
+        np = self.np
+        grams = shingles(text, self.shingle_size)
+        if not grams:
+            return np.full(len(self.a), np.iinfo(np.uint64).max, dtype="<u8").tobytes()
+        x = np.fromiter((int.from_bytes(hashlib.blake2b(g.encode("utf-8"), digest_size=4).digest(), "little")
+                         for g in grams), dtype=np.uint64, count=len(grams))
+        h = (x[:, None] * self.a[None, :] + self.b[None, :]) % np.uint64(MERSENNE_61)  # (shingles, num_perm)
+        return h.min(axis=0).astype("<u8").tobytes()
+
+
+def band_keys(signature: bytes, bands: int) -> tuple[int, ...]:
+    """One 64-bit key per band (a hash of the band's rows)."""
+    step = len(signature) // bands
+    return tuple(int.from_bytes(hashlib.blake2b(signature[i * step:(i + 1) * step], digest_size=8).digest(),
+                                "little") for i in range(bands))
+
+
+def estimated_jaccard(a: bytes, b: bytes) -> float:
+    import numpy as np
+
+    x, y = np.frombuffer(a, dtype="<u8"), np.frombuffer(b, dtype="<u8")
+    return float(np.count_nonzero(x == y)) / len(x)
+
+
+def lsh_threshold(cfg: DedupConfig) -> float:
+    """The Jaccard similarity at which a pair becomes a candidate with probability about 1/2."""
+    return (1 / cfg.bands) ** (1 / (cfg.num_perm // cfg.bands))
+
+
+class Match(NamedTuple):
+    reason: str            # "exact_duplicate" or "near_duplicate"
+    kept: int              # id of the kept document it duplicates (its line in clean.jsonl, from 0)
+    jaccard: float         # estimated Jaccard with that document (1.0 for exact)
+
+
+class Deduplicator:
+    """Exact and near-duplicate indexes over the kept documents, in the order they were kept."""
+
+    def __init__(self, cfg: DedupConfig):
+        self.cfg = cfg
+        self.exact: dict[bytes, int] = {}
+        self.buckets: list[dict[int, int]] = [{} for _ in range(cfg.bands)]
+        self.signatures: list[bytes] = []
+
+    def check(self, key: bytes, signature: bytes, bands: tuple[int, ...]) -> Match | None:
+        """Whether a document duplicates a kept one; the best near match when several qualify."""
+        if self.cfg.exact and key in self.exact:
+            return Match("exact_duplicate", self.exact[key], 1.0)
+        if not self.cfg.near:
+            return None
+        best: Match | None = None
+        for bucket, band in zip(self.buckets, bands):
+            kept = bucket.get(band)
+            if kept is None or (best is not None and kept == best.kept):
+                continue
+            j = estimated_jaccard(signature, self.signatures[kept])
+            if j >= self.cfg.threshold and (best is None or j > best.jaccard):
+                best = Match("near_duplicate", kept, j)
+        return best
+
+    def add(self, key: bytes, signature: bytes, bands: tuple[int, ...]) -> int:
+        """Index a kept document; returns its id."""
+        doc_id = len(self.signatures)
+        self.exact.setdefault(key, doc_id)
+        self.signatures.append(signature if self.cfg.near else b"")
+        if self.cfg.near:
+            for bucket, band in zip(self.buckets, bands):
+                bucket.setdefault(band, doc_id)
+        return doc_id
