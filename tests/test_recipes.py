@@ -12,6 +12,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def recipe_class(name: str):
+    from llmfs.data.clean.config import CleanRecipe
     from llmfs.train.pretrain import PretrainRecipe
     from llmfs.train.grpo import GRPORecipe
     from llmfs.train.ppo import PPORecipe
@@ -19,7 +20,7 @@ def recipe_class(name: str):
     from llmfs.train.sft import SFTRecipe
 
     return {"small": PretrainRecipe, "classic": PretrainRecipe, "sft": SFTRecipe, "reward": RewardRecipe,
-            "grpo": GRPORecipe, "ppo": PPORecipe}[name]
+            "grpo": GRPORecipe, "ppo": PPORecipe, "clean": CleanRecipe}[name]
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)

@@ -1,11 +1,14 @@
 """Deduplication: exact (a hash of the normalised text) and near-duplicate (MinHash + banded LSH).
 
 MinHash (Broder 1997): a document is the set of its word shingles (`shingle_size` consecutive lower-cased
-words; a shorter document is one shingle). Each shingle is hashed once to 32 bits (blake2b, so the result does
-not depend on PYTHONHASHSEED), then permuted by `num_perm` universal hash functions h_i(x) = (a_i x + b_i) mod p,
-p = 2^61 - 1, with a_i in [1, 2^31) and b_i in [0, 2^32) drawn from `random.Random(seed)` (a_i x + b_i < 2^64,
-so uint64 numpy arithmetic never wraps). The signature is the minimum of each h_i over the shingles; the share
-of equal signature entries of two documents estimates the Jaccard similarity of their shingle sets.
+words; a shorter document is one shingle). Each shingle is hashed once to 32 bits x (blake2b, so the result does
+not depend on PYTHONHASHSEED), then by `num_perm` functions of the multiply-add-shift family (Dietzfelbinger
+1996), h_i(x) = ((a_i x + b_i) mod 2^64) >> 32 with a_i, b_i uniform 64-bit values drawn from
+`random.Random(seed)`; it is 2-independent on 32-bit keys, and numpy's wrapping uint64 arithmetic computes the
+mod 2^64 for free. (A "(a x + b) mod (2^61 - 1)" family with small a and x, tried first, is nearly monotone in x:
+every h_i then picks the same minimum and the Jaccard estimate is biased upwards; tests/data/test_clean_dedup.py
+checks estimate against exact Jaccard.) The signature is the minimum of each h_i over the shingles (uint32);
+the share of equal entries of two signatures estimates the Jaccard similarity of the shingle sets.
 
 LSH (Leskovec, Rajaraman & Ullman, "Mining of Massive Datasets", ch. 3.4): the signature is cut into `bands`
 bands of r = num_perm / bands rows; two documents sharing any band are candidates, which happens with
@@ -14,8 +17,8 @@ candidate is a near-duplicate when its estimated Jaccard with a kept document is
 document seen is kept.
 
 Memory: both indexes hold only kept documents: a 16-byte digest each for exact dedup, and for near dedup the
-signature (num_perm x 8 bytes) plus one bucket entry per band. That is O(kept documents x (num_perm + bands)),
-about 1.5 KiB per kept document at the defaults; the rest of the pipeline is constant in the corpus size.
+signature (num_perm x 4 bytes) plus one bucket entry per band. That is O(kept documents x (num_perm + bands)),
+about 1.5 KiB per kept document at the defaults (Python objects included); the rest of the pipeline is constant in the corpus size.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import NamedTuple
 
 from llmfs.data.clean.config import DedupConfig
 
-MERSENNE_61 = (1 << 61) - 1
 _WORD = re.compile(r"\w+")
 
 
@@ -51,20 +53,20 @@ class MinHasher:
         rng = random.Random(seed)
         self.np = np
         self.shingle_size = shingle_size
-        self.a = np.array([rng.randrange(1, 1 << 31) for _ in range(num_perm)], dtype=np.uint64)
-        self.b = np.array([rng.randrange(0, 1 << 32) for _ in range(num_perm)], dtype=np.uint64)
+        self.a = np.array([rng.getrandbits(64) for _ in range(num_perm)], dtype=np.uint64)
+        self.b = np.array([rng.getrandbits(64) for _ in range(num_perm)], dtype=np.uint64)
 
     def signature(self, text: str) -> bytes:
-        """(num_perm,) uint64 minima as little-endian bytes; an empty document gets all-ones (matches nothing
-        but another empty document, which normalisation drops before dedup)."""
+        """(num_perm,) uint32 minima as little-endian bytes; an empty document gets all-ones (matches nothing
+        but another empty document, which the pipeline drops as "empty" before dedup)."""
         np = self.np
         grams = shingles(text, self.shingle_size)
         if not grams:
-            return np.full(len(self.a), np.iinfo(np.uint64).max, dtype="<u8").tobytes()
+            return np.full(len(self.a), np.iinfo(np.uint32).max, dtype="<u4").tobytes()
         x = np.fromiter((int.from_bytes(hashlib.blake2b(g.encode("utf-8"), digest_size=4).digest(), "little")
                          for g in grams), dtype=np.uint64, count=len(grams))
-        h = (x[:, None] * self.a[None, :] + self.b[None, :]) % np.uint64(MERSENNE_61)  # (shingles, num_perm)
-        return h.min(axis=0).astype("<u8").tobytes()
+        h = (x[:, None] * self.a[None, :] + self.b[None, :]) >> np.uint64(32)  # (shingles, num_perm), wraps
+        return h.min(axis=0).astype("<u4").tobytes()
 
 
 def band_keys(signature: bytes, bands: int) -> tuple[int, ...]:
@@ -77,7 +79,7 @@ def band_keys(signature: bytes, bands: int) -> tuple[int, ...]:
 def estimated_jaccard(a: bytes, b: bytes) -> float:
     import numpy as np
 
-    x, y = np.frombuffer(a, dtype="<u8"), np.frombuffer(b, dtype="<u8")
+    x, y = np.frombuffer(a, dtype="<u4"), np.frombuffer(b, dtype="<u4")
     return float(np.count_nonzero(x == y)) / len(x)
 
 

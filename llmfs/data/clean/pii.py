@@ -81,7 +81,7 @@ PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], bool], int]] = {
         r"|(?i:\b(?:password|passwd|pwd)\b[\"']?\s*[:=]\s*[\"']?)([^\s\"']{8,})"), _always, 1),
     "email": (re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+"
                          r"(?!(?:png|jpe?g|gif|svg|webp|bmp|ico)\b)[A-Za-z]{2,24}(?![\w-])"), _always, 0),
-    "credit_card": (re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-]|\.\d)"), _card_ok, 0),
+    "credit_card": (re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w-]|\.\d)"), _card_ok, 0),
     "ipv6": (re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
                         r"(?![\w:.])"), _ipv6_ok, 0),
     "ipv4": (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)"), _ipv4_ok, 0),

@@ -36,11 +36,16 @@ def duplicate_line_fractions(text: str) -> tuple[float, float]:
     return dup_lines / len(lines), dup_chars / sum(map(len, lines))
 
 
+def _ngrams(ws: list[str], n: int):
+    """The word n-grams of `ws` as tuples (zip of shifted slices: no Python-level slicing per n-gram)."""
+    return zip(*(ws[k:] for k in range(n)))
+
+
 def top_ngram_char_fraction(ws: list[str], n: int) -> float:
     total = sum(map(len, ws))
     if len(ws) < n or not total:
         return 0.0
-    counts = Counter(tuple(ws[i:i + n]) for i in range(len(ws) - n + 1))
+    counts = Counter(_ngrams(ws, n))
     gram, count = counts.most_common(1)[0]
     return 0.0 if count < 2 else count * sum(map(len, gram)) / total
 
@@ -51,8 +56,7 @@ def duplicate_ngram_char_fraction(ws: list[str], n: int) -> float:
         return 0.0
     seen: set[tuple[str, ...]] = set()
     covered = [False] * len(ws)
-    for i in range(len(ws) - n + 1):
-        gram = tuple(ws[i:i + n])
+    for i, gram in enumerate(_ngrams(ws, n)):
         if gram in seen:
             covered[i:i + n] = [True] * n
         seen.add(gram)
