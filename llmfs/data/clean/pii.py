@@ -11,7 +11,8 @@
 - ipv6: a candidate of hex groups and colons (two non-empty groups at least) that `ipaddress.IPv6Address`
   accepts; so "12:30:45" or "std::vector" stay;
 - ipv4: four dot-separated decimals that `ipaddress.IPv4Address` accepts (each octet 0-255, no leading zeros),
-  not glued to a letter, digit or dot on either side. So version strings stay: "v1.2.3.4" (a letter before it),
+  not glued to a letter or digit on either side, nor to a dot before it or a ".digit" after it (a full stop
+  after it is fine). So version strings stay: "v1.2.3.4" (a letter before it),
   "1.2.3" (three parts), "1.2.3.4.5" (a fifth part); a bare "1.2.3.4" after the word "version" *is* masked;
 - phone: North American (`(555) 123-4567`, `555-123-4567`, `+1 555 123 4567`) and international numbers
   starting with `+` (`+44 20 7946 0958`), 10-15 digits in all, groups separated by a space, dot or dash. Plain
@@ -84,7 +85,7 @@ PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], bool], int]] = {
     "credit_card": (re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w-]|\.\d)"), _card_ok, 0),
     "ipv6": (re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
                         r"(?![\w:.])"), _ipv6_ok, 0),
-    "ipv4": (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)"), _ipv4_ok, 0),
+    "ipv4": (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)"), _ipv4_ok, 0),
     "phone": (re.compile(r"(?<![\w+.-])(?:(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}"
                          r"|\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5})(?![\w-]|\.\d)"), _phone_ok, 0),
 }
