@@ -235,8 +235,10 @@ def data_clean(
                  cache_dir=cache_dir)
     if not quiet:
         print_summary(report)
-    typer.echo(f"kept {report['kept']:,} of {report['documents_in']:,} documents -> {out}/clean.jsonl "
-               f"(report: {out}/report.json)")
+    from pathlib import Path
+
+    typer.echo(f"kept {report['kept']:,} of {report['documents_in']:,} documents -> {Path(out) / 'clean.jsonl'} "
+               f"(report: {Path(out) / 'report.json'})")
 
 
 @app.command()

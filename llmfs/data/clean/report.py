@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from llmfs.data.clean.config import CleanConfig
@@ -120,4 +121,5 @@ def print_summary(report: dict) -> None:
         console.print(f"near duplicates: estimated Jaccard mean {d['near_jaccard_mean']}, min {d['near_jaccard_min']}"
                       f" (threshold {d['threshold']}, LSH midpoint {d['lsh_threshold']})")
     console.print(f"{report['bytes_in'] / 1e6:.2f} MB in, {report['bytes_out'] / 1e6:.2f} MB out in "
-                  f"{report['seconds']:.1f}s; examples of every drop reason in {report['out']}/report.json")
+                  f"{report['seconds']:.1f}s; examples of every drop reason in "
+                  f"{Path(report['out']) / 'report.json'}")
