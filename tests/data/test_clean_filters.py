@@ -99,6 +99,7 @@ def test_alphabetic_words():
     assert q("a b c d e f g h 1 2") is None  # 8 / 10 = 0.8
     assert q("a b c d e f g 1 2 3") == "alpha_words"
     assert quality_stats("x1 22").alpha_word_fraction == 0.5
+    assert quality_stats("x1 22 \u00e9 \u4e16\u754c \u0663").alpha_word_fraction == 0.6  # any script; \u0663 is a digit
 
 
 def test_stop_words():

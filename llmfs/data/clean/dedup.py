@@ -1,8 +1,8 @@
 """Deduplication: exact (a hash of the normalised text) and near-duplicate (MinHash + banded LSH).
 
 MinHash (Broder 1997): a document is the set of its word shingles (`shingle_size` consecutive lower-cased
-words; a shorter document is one shingle). Each shingle is hashed once to 32 bits x (blake2b, so the result does
-not depend on PYTHONHASHSEED), then by `num_perm` functions of the multiply-add-shift family (Dietzfelbinger
+words; a shorter document is one shingle). Each shingle is hashed once to 32 bits x (CRC-32: fast, and unlike
+`hash()` independent of PYTHONHASHSEED, so signatures agree across processes and resumed runs), then by `num_perm` functions of the multiply-add-shift family (Dietzfelbinger
 1996), h_i(x) = ((a_i x + b_i) mod 2^64) >> 32 with a_i, b_i uniform 64-bit values drawn from
 `random.Random(seed)`; it is 2-independent on 32-bit keys, and numpy's wrapping uint64 arithmetic computes the
 mod 2^64 for free. (A "(a x + b) mod (2^61 - 1)" family with small a and x, tried first, is nearly monotone in x:
@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import zlib
 from typing import NamedTuple
 
 from llmfs.data.clean.config import DedupConfig
@@ -63,8 +64,7 @@ class MinHasher:
         grams = shingles(text, self.shingle_size)
         if not grams:
             return np.full(len(self.a), np.iinfo(np.uint32).max, dtype="<u4").tobytes()
-        x = np.fromiter((int.from_bytes(hashlib.blake2b(g.encode("utf-8"), digest_size=4).digest(), "little")
-                         for g in grams), dtype=np.uint64, count=len(grams))
+        x = np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64, count=len(grams))
         h = (x[:, None] * self.a[None, :] + self.b[None, :]) >> np.uint64(32)  # (shingles, num_perm), wraps
         return h.min(axis=0).astype("<u4").tobytes()
 

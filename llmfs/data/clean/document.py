@@ -15,7 +15,7 @@ from llmfs.data.clean.dedup import MinHasher, band_keys, exact_key
 from llmfs.data.clean.inputs import Document
 from llmfs.data.clean.normalize import normalize
 from llmfs.data.clean.pii import mask
-from llmfs.data.clean.quality import quality_reason
+from llmfs.data.clean.quality import quality_reason, words
 from llmfs.data.clean.repetition import repetition_reason
 
 
@@ -47,7 +47,8 @@ class DocumentSteps:
         cfg = self.cfg
         text = normalize(doc.text, cfg.normalize, html=doc.html)
         reason = "empty" if len(text.strip()) < max(cfg.min_chars, 1) else None
-        reason = reason or quality_reason(text, cfg.quality) or repetition_reason(text, cfg.repetition)
+        ws = words(text) if reason is None and (cfg.quality.enabled or cfg.repetition.enabled) else None
+        reason = reason or quality_reason(text, cfg.quality, ws) or repetition_reason(text, cfg.repetition, ws)
         if reason is not None:
             return Outcome(reason, text, "", {}, b"", b"", ())
         masked, pii = mask(text, cfg.pii.types) if cfg.pii.enabled else (text, {})

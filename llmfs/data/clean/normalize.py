@@ -17,7 +17,7 @@ from html.parser import HTMLParser
 from llmfs.data.clean.config import NormalizeConfig
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
-_HSPACE = re.compile(r"[^\S\n]+")     # whitespace other than newline
+_HSPACE = re.compile(r"[^\S\n]{2,}|[^\S\n ]")  # a run of whitespace other than newline, or one that is not " "
 _EDGE_SPACE = re.compile(r" ?\n ?")   # after _HSPACE, a line's edges hold at most one space
 _BLANK_RUNS = re.compile(r"\n{3,}")
 

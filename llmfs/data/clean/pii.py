@@ -91,6 +91,22 @@ PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], bool], int]] = {
 }
 
 
+# A cheap test that a text may hold a type at all (a substring or one regex search), to skip the full pattern.
+_DIGIT = re.compile(r"\d")
+# Lower-cased literals, one of which every "secret" match contains (the vendor prefixes, the assignment names).
+_SECRET_MARKERS = ("akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "_live_", "_test_", "sk-",
+                   "aiza", "eyj", "key", "token", "secret", "pass", "pwd")
+MAY_HOLD: dict[str, Callable[[str], bool]] = {
+    "private_key": lambda t: "PRIVATE KEY-----" in t,
+    "secret": lambda t: any(m in t.lower() for m in _SECRET_MARKERS),
+    "email": lambda t: "@" in t,
+    "credit_card": lambda t: _DIGIT.search(t) is not None,
+    "ipv6": lambda t: ":" in t,
+    "ipv4": lambda t: "." in t and _DIGIT.search(t) is not None,
+    "phone": lambda t: _DIGIT.search(t) is not None,
+}
+
+
 def placeholder(kind: str) -> str:
     return f"<|{kind}|>"
 
@@ -99,7 +115,7 @@ def mask(text: str, types: Sequence[str]) -> tuple[str, dict[str, int]]:
     """`text` with every match of the chosen types replaced by its placeholder, and the count per type."""
     counts: dict[str, int] = {}
     for kind, (pattern, ok, group) in PATTERNS.items():
-        if kind not in types:
+        if kind not in types or not MAY_HOLD[kind](text):
             continue
         n = 0
 

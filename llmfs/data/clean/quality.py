@@ -24,6 +24,7 @@ _BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "‣", "⁃", "-", 
 _ELLIPSIS = ("...", "…")
 _STOP_WORDS = frozenset(("the", "be", "to", "of", "and", "that", "have", "with"))
 _ELLIPSIS_RE = re.compile(r"\.\.\.|…")
+_NO_ALPHA_LINE = re.compile(r"^(?:[^\w\n]|[\d_])+$", re.M)  # a line without a letter of any script (str.isalpha)
 
 
 def words(text: str) -> list[str]:
@@ -41,8 +42,9 @@ class QualityStats(NamedTuple):
     stop_words: int
 
 
-def quality_stats(text: str) -> QualityStats:
-    ws = words(text)
+def quality_stats(text: str, ws: list[str] | None = None) -> QualityStats:
+    """The measures of `text`; `ws` is `words(text)` when the caller has it already."""
+    ws = words(text) if ws is None else ws
     n = len(ws)
     lines = [line.strip() for line in text.split("\n")]
     lines = [line for line in lines if line]
@@ -54,16 +56,16 @@ def quality_stats(text: str) -> QualityStats:
         symbol_word_ratio=symbols / n if n else float(symbols > 0),
         bullet_line_fraction=sum(line.startswith(_BULLETS) for line in lines) / n_lines,
         ellipsis_line_fraction=sum(line.endswith(_ELLIPSIS) for line in lines) / n_lines,
-        alpha_word_fraction=sum(any(c.isalpha() for c in w) for w in ws) / n if n else 0.0,
+        alpha_word_fraction=(n - len(_NO_ALPHA_LINE.findall("\n".join(ws)))) / n if n else 0.0,
         stop_words=len(_STOP_WORDS.intersection(w.lower() for w in ws)),
     )
 
 
-def quality_reason(text: str, cfg: QualityConfig) -> str | None:
+def quality_reason(text: str, cfg: QualityConfig, ws: list[str] | None = None) -> str | None:
     """The name of the first check `text` fails, or None when it passes them all (or the step is off)."""
     if not cfg.enabled:
         return None
-    s = quality_stats(text)
+    s = quality_stats(text, ws)
     if s.n_words < cfg.min_words:
         return "too_few_words"
     if s.n_words > cfg.max_words:

@@ -63,8 +63,8 @@ def duplicate_ngram_char_fraction(ws: list[str], n: int) -> float:
     return sum(len(w) for w, c in zip(ws, covered) if c) / total
 
 
-def repetition_reason(text: str, cfg: RepetitionConfig) -> str | None:
-    """The name of the first repetition check `text` fails, or None."""
+def repetition_reason(text: str, cfg: RepetitionConfig, ws: list[str] | None = None) -> str | None:
+    """The name of the first repetition check `text` fails, or None; `ws` is `words(text)` if known."""
     if not cfg.enabled:
         return None
     line_frac, line_char_frac = duplicate_line_fractions(text)
@@ -72,11 +72,17 @@ def repetition_reason(text: str, cfg: RepetitionConfig) -> str | None:
         return "duplicate_lines"
     if line_char_frac > cfg.max_duplicate_line_char_fraction:
         return "duplicate_line_chars"
-    ws = words(text)  # case kept, as in the paper
+    ws = words(text) if ws is None else ws  # case kept, as in the paper
     for n, limit in zip((2, 3, 4), cfg.max_top_ngram_char_fraction):
         if top_ngram_char_fraction(ws, n) > limit:
             return f"top_{n}gram"
-    for n, limit in zip(range(5, 11), cfg.max_duplicate_ngram_char_fraction):
-        if duplicate_ngram_char_fraction(ws, n) > limit:
+    limits = cfg.max_duplicate_ngram_char_fraction
+    for i, (n, limit) in enumerate(zip(range(5, 11), limits)):
+        fraction = duplicate_ngram_char_fraction(ws, n)
+        if fraction > limit:
             return f"duplicate_{n}gram"
+        # The words covered by duplicated (n+1)-grams are a subset of those covered by duplicated n-grams, so the
+        # fraction never grows with n: once it is within every remaining limit, no larger n can fail.
+        if fraction <= min(limits[i:]):
+            break
     return None
