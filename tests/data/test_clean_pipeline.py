@@ -144,6 +144,7 @@ def test_cli_end_to_end_and_errors(corpus, tmp_path, capsys):
     assert main(["data", "clean", "--input", str(missing), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {missing}: input not found") and err.count("\n") == 1
+    assert not (tmp_path / "o2").exists()  # inputs are checked before anything is written
     recipe = tmp_path / "recipe.toml"
     recipe.write_text("[clean.quality]\nmin_wrds = 3\n")
     assert main(["data", "clean", "--input", str(path), "--out", str(tmp_path / "o3"), "--config", str(recipe)]) == 2

@@ -35,11 +35,16 @@ class Document(NamedTuple):
 def iter_inputs(specs: Sequence[str], *, split: str = "document", field: str = "text",
                 cache_dir: str | Path | None = None, hint: str = TEXT_HINT,
                 html_to_text: bool = True) -> Iterator[Document]:
-    """Every document (or paragraph / line) of every spec, in order. Every spec is checked before any is
-    read; a spec that holds no text at all raises DataError naming it."""
+    """Every document (or paragraph / line) of every spec, in order. Every spec is checked now, before this
+    returns (a missing file raises DataError here); a spec that holds no text at all raises as it is read."""
     if not specs:
         raise DataError("no input given: pass at least one file, folder or hub dataset name with --input")
     expanded = [(spec, expand(spec)) for spec in specs]
+    return _iterate(expanded, split, field, cache_dir, hint, html_to_text)
+
+
+def _iterate(expanded: list, split: str, field: str, cache_dir: str | Path | None, hint: str,
+             html_to_text: bool) -> Iterator[Document]:
     for spec, sources in expanded:
         seen = False
         for source in sources:
