@@ -216,14 +216,14 @@ def data_clean(
                                                                 "--field) or hub dataset name; repeat for more."),
     out: str = typer.Option(..., "--out", "-o", help="Output directory: clean.jsonl, dropped.jsonl, report.json "
                                                      "(an unfinished run there is resumed)."),
-    config: str = typer.Option(None, "--config", help="A recipe with a [clean] section [default: the built-in "
-                                                      "defaults, recipes/clean.toml]."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a [clean] value: --set clean.quality.min_words=20 "
-                                                          "(repeatable)."),
+    config: str = typer.Option(None, "--config", help="A recipe with a \\[clean] section \\[default: the "
+                                                      "built-in defaults, as in recipes/clean.toml]."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a \\[clean] value: --set "
+                                                          "clean.quality.min_words=20 (repeatable)."),
     workers: int = typer.Option(1, "--workers", help="Processes for the per-document steps."),
     field: str = typer.Option("text", "--field", help="The text column of .jsonl/.parquet inputs and hub datasets."),
     cache_dir: str = typer.Option(None, "--cache-dir", help="Cache folder for `datasets` "
-                                                            "[default: ./.llmfs_cache/datasets]."),
+                                                            "\\[default: ./.llmfs_cache/datasets]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
 ) -> None:
     """Normalise, filter, deduplicate and PII-mask raw text into OUT/clean.jsonl, with a report."""

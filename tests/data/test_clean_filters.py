@@ -131,7 +131,8 @@ def test_top_ngram_char_fraction():
     ws = ["ab", "cd", "ab", "cd"] + fillers[:7] + ["nnn"]  # 8 / 39
     assert r(" ".join(ws), max_top_ngram_char_fraction=(0.2, 1, 1)) == "top_2gram"
     assert top_ngram_char_fraction(["a", "b", "c"], 2) == 0.0  # no n-gram repeats
-    assert r(" ".join(["xx", "yy", "zz"] * 2 + fillers), max_top_ngram_char_fraction=(1, 0.25, 1)) == "top_3gram"  # 12 / 44
+    three = " ".join(["xx", "yy", "zz"] * 2 + fillers)  # "xx yy zz" twice: 12 of 44
+    assert r(three, max_top_ngram_char_fraction=(1, 0.25, 1)) == "top_3gram"
 
 
 def test_duplicate_ngram_char_fraction():

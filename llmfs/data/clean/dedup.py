@@ -2,13 +2,14 @@
 
 MinHash (Broder 1997): a document is the set of its word shingles (`shingle_size` consecutive lower-cased
 words; a shorter document is one shingle). Each shingle is hashed once to 32 bits x (CRC-32: fast, and unlike
-`hash()` independent of PYTHONHASHSEED, so signatures agree across processes and resumed runs), then by `num_perm` functions of the multiply-add-shift family (Dietzfelbinger
-1996), h_i(x) = ((a_i x + b_i) mod 2^64) >> 32 with a_i, b_i uniform 64-bit values drawn from
-`random.Random(seed)`; it is 2-independent on 32-bit keys, and numpy's wrapping uint64 arithmetic computes the
-mod 2^64 for free. (A "(a x + b) mod (2^61 - 1)" family with small a and x, tried first, is nearly monotone in x:
-every h_i then picks the same minimum and the Jaccard estimate is biased upwards; tests/data/test_clean_dedup.py
-checks estimate against exact Jaccard.) The signature is the minimum of each h_i over the shingles (uint32);
-the share of equal entries of two signatures estimates the Jaccard similarity of the shingle sets.
+`hash()` independent of PYTHONHASHSEED, so signatures agree across processes and resumed runs), then by
+`num_perm` functions of the multiply-add-shift family (Dietzfelbinger 1996), h_i(x) = ((a_i x + b_i) mod 2^64)
+>> 32, with a_i, b_i uniform 64-bit values drawn from `random.Random(seed)`; it is 2-independent on 32-bit keys,
+and numpy's wrapping uint64 arithmetic computes the mod 2^64 for free. (A "(a x + b) mod (2^61 - 1)" family
+with small a and x, tried first, is nearly monotone in x: every h_i then picks the same minimum and the Jaccard
+estimate is biased upwards; tests/data/test_clean_dedup.py checks estimated against exact Jaccard.) The
+signature is the minimum of each h_i over the shingles (uint32); the share of equal entries of two signatures
+estimates the Jaccard similarity of the shingle sets.
 
 LSH (Leskovec, Rajaraman & Ullman, "Mining of Massive Datasets", ch. 3.4): the signature is cut into `bands`
 bands of r = num_perm / bands rows; two documents sharing any band are candidates, which happens with
@@ -18,7 +19,8 @@ document seen is kept.
 
 Memory: both indexes hold only kept documents: a 16-byte digest each for exact dedup, and for near dedup the
 signature (num_perm x 4 bytes) plus one bucket entry per band. That is O(kept documents x (num_perm + bands)),
-about 1.5 KiB per kept document at the defaults (Python objects included); the rest of the pipeline is constant in the corpus size.
+about 1.5 KiB per kept document at the defaults (Python objects included); the rest of the pipeline is constant
+in the corpus size.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def _always(m: re.Match) -> bool:
     return True
 
 
-# type -> (pattern, check, mask only the matched group (1) or the whole match (0)). Order matters: see the module docstring.
+# type -> (pattern, check, mask only the matched group (1) or the whole match (0)); order: the module docstring.
 PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], bool], int]] = {
     "private_key": (re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE "
                                r"KEY-----", re.S), _always, 0),

@@ -6,7 +6,7 @@ name of the first failing check, in the order of `quality_reason`. Definitions u
 - words: whitespace-separated tokens with surrounding punctuation stripped; a token of punctuation only ("-",
   "...") is not a word. The paper counts words the same way but does not say how punctuation is treated;
 - symbol-to-word ratio: occurrences of "#" plus of the ellipsis ("..." or "…"), divided by the word count;
-- bullet lines: non-empty lines whose first non-space character is a bullet (• ● ○ ■ □ ▪ ▫ ‣ ⁃ - * ·);
+- bullet lines: non-empty lines whose first non-space character is a bullet (•●○■□▪▫‣⁃-*·);
 - ellipsis lines: non-empty lines ending in "..." or "…";
 - alphabetic words: words with at least one alphabetic character (any script: str.isalpha);
 - stop words: at least `min_stop_words` of the, be, to, of, and, that, have, with (English only; 0 = off).
