@@ -167,7 +167,7 @@ def import_hf(
     typer.echo(f"imported: {do_import(directory, out)}")
 
 
-data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect and clean data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
@@ -186,7 +186,7 @@ def data_stats(
                                                             "[default: ./.llmfs_cache/datasets]."),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
-    """Size, vocabulary, sentence lengths and duplicate rates of a corpus."""
+    """Size, vocabulary, sentence lengths, duplicate rates and script mix of a corpus."""
     import json
 
     from llmfs.data.stats import corpus_stats, stats_input
@@ -206,7 +206,40 @@ def data_stats(
         return
     width = max(map(len, info))
     for key, value in info.items():
+        if isinstance(value, dict):  # script_mix: "latin 0.77, whitespace 0.18, ..."
+            value = ", ".join(f"{k} {v}" for k, v in sorted(value.items(), key=lambda kv: -kv[1])) or "-"
         typer.echo(f"{key:<{width}}  {value:,}" if isinstance(value, int) else f"{key:<{width}}  {value}")
+
+
+@data_app.command("clean")
+def data_clean(
+    inputs: List[str] = typer.Option(..., "--input", "-i", help="Text file, folder, .jsonl/.parquet file (text in "
+                                                                "--field) or hub dataset name; repeat for more."),
+    out: str = typer.Option(..., "--out", "-o", help="Output directory: clean.jsonl, dropped.jsonl, report.json "
+                                                     "(an unfinished run there is resumed)."),
+    config: str = typer.Option(None, "--config", help="A recipe with a \\[clean] section \\[default: the "
+                                                      "built-in defaults, as in recipes/clean.toml]."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a \\[clean] value: --set "
+                                                          "clean.quality.min_words=20 (repeatable)."),
+    workers: int = typer.Option(1, "--workers", help="Processes for the per-document steps."),
+    field: str = typer.Option("text", "--field", help="The text column of .jsonl/.parquet inputs and hub datasets."),
+    cache_dir: str = typer.Option(None, "--cache-dir", help="Cache folder for `datasets` "
+                                                            "\\[default: ./.llmfs_cache/datasets]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
+) -> None:
+    """Normalise, filter, deduplicate and PII-mask raw text into OUT/clean.jsonl, with a report."""
+    from llmfs.data.clean.config import load_clean_recipe
+    from llmfs.data.clean.pipeline import run
+    from llmfs.data.clean.report import print_summary
+
+    report = run(inputs, out, load_clean_recipe(config, overrides), workers=workers, quiet=quiet, field=field,
+                 cache_dir=cache_dir)
+    if not quiet:
+        print_summary(report)
+    from pathlib import Path
+
+    typer.echo(f"kept {report['kept']:,} of {report['documents_in']:,} documents -> {Path(out) / 'clean.jsonl'} "
+               f"(report: {Path(out) / 'report.json'})")
 
 
 @app.command()

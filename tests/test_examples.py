@@ -27,7 +27,10 @@ def run_script(name: str, args: list[str], env: dict, cwd: Path = ROOT) -> subpr
 def test_local_text_example_runs_offline(tmp_path):
     from llmfs.data.builtin import iter_builtin
 
-    stories = [r["text"] for r in iter_builtin("builtin:stories?size=60000")]
+    # Both splits: the script cleans the text first, which strips each story back to the exact text the built-in
+    # split hashed, so train-split stories alone would leave pretraining's held-out split (same hash) empty.
+    stories = [r["text"] for split in ("train", "valid")
+               for r in iter_builtin("builtin:stories?size=60000", split=split)]
     (tmp_path / "text" / "more").mkdir(parents=True)  # a folder of .txt files, <|endoftext|> between documents
     half = len(stories) // 2
     (tmp_path / "text" / "a.txt").write_text("".join(s + "\n<|endoftext|>\n" for s in stories[:half]))

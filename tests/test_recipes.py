@@ -12,14 +12,15 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def recipe_class(name: str):
+    from llmfs.data.clean.config import CleanRecipe
     from llmfs.train.pretrain import PretrainRecipe
     from llmfs.train.grpo import GRPORecipe
     from llmfs.train.ppo import PPORecipe
     from llmfs.train.reward import RewardRecipe
     from llmfs.train.sft import SFTRecipe
 
-    return {"small": PretrainRecipe, "classic": PretrainRecipe, "shakespeare_char": PretrainRecipe, "sft": SFTRecipe, "reward": RewardRecipe,
-            "grpo": GRPORecipe, "ppo": PPORecipe}[name]
+    return {"small": PretrainRecipe, "classic": PretrainRecipe, "shakespeare_char": PretrainRecipe,
+            "sft": SFTRecipe, "reward": RewardRecipe, "grpo": GRPORecipe, "ppo": PPORecipe, "clean": CleanRecipe}[name]
 
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)

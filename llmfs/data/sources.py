@@ -56,7 +56,7 @@ def iter_pieces(specs: Sequence[str | Path], *, separator: str = "<|endoftext|>"
     for spec, sources in expanded:
         seen = False
         for path_or_name in sources:
-            for piece in _read(path_or_name, separator, max_chars, field, cache_dir, hint):
+            for piece in read_source(path_or_name, separator, max_chars, field, cache_dir, hint):
                 seen = seen or bool(piece.text)
                 yield piece
         if not seen:
@@ -74,8 +74,9 @@ def iter_documents(specs: Sequence[str | Path], *, separator: str = "<|endoftext
             parts = []
 
 
-def _read(source: str | Path, separator: str, max_chars: int, field: str, cache_dir: str | Path | None,
-          hint: str) -> Iterator[Piece]:
+def read_source(source: str | Path, separator: str, max_chars: int, field: str, cache_dir: str | Path | None,
+                hint: str) -> Iterator[Piece]:
+    """The pieces of one expanded source (a file, a hub name or a built-in spec); an empty one yields nothing."""
     if isinstance(source, str) and source.startswith("builtin:"):
         yield from _read_builtin(source, max_chars)
     elif is_local(source) and not is_table(source):

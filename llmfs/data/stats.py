@@ -1,9 +1,14 @@
 """Corpus statistics for `llmfs data stats`: is this corpus what I think it is, or accidentally degenerate?
 
 Reports size (records, characters, UTF-8 bytes, words), vocabulary (distinct lower-cased words), sentence
-lengths in words, and duplicate rates: the fraction of sentences that repeat an earlier sentence exactly, and
-the same for whole records. A grammar-generated corpus whose duplicate-sentence rate climbs towards 1 teaches a
-model to recite, not to write.
+lengths in words, duplicate rates (the fraction of sentences that repeat an earlier sentence exactly, and the
+same for whole records) and the character mix by script class. A grammar-generated corpus whose
+duplicate-sentence rate climbs towards 1 teaches a model to recite, not to write; a mix with an unexpected share
+of `other` or `cjk` is the wrong language, mojibake or binary junk.
+
+Script classes (`SCRIPTS`, checked in order, so a character counts once): whitespace, digits (ASCII 0-9),
+latin, cyrillic, greek, arabic, cjk (Han, kana, Hangul), punctuation (ASCII punctuation and symbols plus the
+General Punctuation block); everything else (emoji, other scripts, other digits) is `other`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,26 @@ from typing import Any
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])|\n+")
 _WORD = re.compile(r"[A-Za-z']+|\d+")
+SCRIPTS = {  # class -> character ranges (a regex class body); reasons and order in the module docstring
+    "whitespace": r"\s",
+    "digits": r"0-9",
+    "latin": r"A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff",
+    "cyrillic": r"\u0400-\u052f",
+    "greek": r"\u0370-\u03ff\u1f00-\u1fff",
+    "arabic": r"\u0600-\u06ff\u0750-\u077f",
+    "cjk": r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff",
+    "punctuation": r"!-/:-@\[-`{-~\u00a1-\u00bf\u00d7\u00f7\u2000-\u206f",
+}
+_SCRIPT_RE = {name: re.compile(f"[{body}]+") for name, body in SCRIPTS.items()}
+
+
+def script_counts(text: str) -> dict[str, int]:
+    """Characters of `text` per script class (`SCRIPTS`, then `other`); the counts sum to len(text)."""
+    counts = {}
+    for name, pattern in _SCRIPT_RE.items():
+        counts[name] = sum(map(len, pattern.findall(text)))
+    counts["other"] = len(text) - sum(counts.values())
+    return counts
 
 
 def record_text(record: Mapping[str, Any] | str) -> str:
@@ -42,10 +67,13 @@ def corpus_stats(records: Iterable[Mapping[str, Any] | str]) -> dict[str, Any]:
     seen_sentences: set[str] = set()
     seen_records: set[str] = set()
     dup_sentences = dup_records = 0
+    scripts = dict.fromkeys([*SCRIPTS, "other"], 0)
     for record in records:
         text = record_text(record)
         n_records += 1
         chars += len(text)
+        for name, count in script_counts(text).items():
+            scripts[name] += count
         n_bytes += len(text.encode("utf-8"))
         if text in seen_records:
             dup_records += 1
@@ -70,6 +98,7 @@ def corpus_stats(records: Iterable[Mapping[str, Any] | str]) -> dict[str, Any]:
         "sentence_words_max": max(sentence_lengths, default=0),
         "duplicate_sentence_rate": round(dup_sentences / n_sent, 4) if n_sent else 0.0,
         "duplicate_record_rate": round(dup_records / n_records, 4) if n_records else 0.0,
+        "script_mix": {name: round(count / chars, 4) for name, count in scripts.items() if count} if chars else {},
     }
 
 
