@@ -65,7 +65,8 @@ def test_example_commands_exist_and_recipes_load(name, tmp_path):
 
     (tmp_path / "t.txt").write_text("one\n<|endoftext|>\ntwo\n")
     args = {"local_text.sh": [str(tmp_path / "t.txt"), str(tmp_path / "out")],
-            "rl_compare.sh": ["runs/sft", str(tmp_path / "out")]}.get(name, [str(tmp_path / "out")])
+            "rl_compare.sh": ["runs/sft", str(tmp_path / "out")],
+            "shakespeare_char.sh": [str(tmp_path / "t.txt"), str(tmp_path / "out")]}.get(name, [str(tmp_path / "out")])
     lines = command_lines(name, args, tmp_path)
     assert lines, f"{name} runs no llmfs command"
     for argv in lines:
