@@ -75,6 +75,18 @@ def test_every_document_is_kept_or_dropped_for_one_reason(corpus, tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
 
 
+def test_dropped_documents_and_report_examples_are_masked_too(tmp_path):
+    """A document dropped by a filter still has its PII masked in dropped.jsonl and the report's examples: both
+    are files people share to discuss thresholds."""
+    path = tmp_path / "raw.txt"
+    path.write_text("Mail jane.doe@example.com now.\n<|endoftext|>\n", encoding="utf-8")  # too few words
+    report = run([str(path)], tmp_path / "out", CleanConfig(), quiet=True)
+    assert report["dropped"] == {"too_few_words": 1}
+    for name in ("dropped.jsonl", "report.json"):
+        text = (tmp_path / "out" / name).read_text(encoding="utf-8")
+        assert "jane.doe@example.com" not in text and "<|email|>" in text, name
+
+
 def test_interrupted_run_resumes_byte_identical(corpus, tmp_path):
     path, _ = corpus
     cfg = dataclasses.replace(CleanConfig(), checkpoint_every=7)

@@ -22,7 +22,7 @@ from llmfs.data.clean.repetition import repetition_reason
 class Outcome(NamedTuple):
     reason: str | None     # why the document is dropped, or None: it goes on to dedup
     text: str              # normalised text (dropped.jsonl holds this)
-    masked: str            # normalised and PII-masked text (clean.jsonl holds this when kept)
+    masked: str            # normalised and PII-masked text (what every output file holds)
     pii: dict[str, int]    # replacements per type
     key: bytes             # exact-dedup digest ("" when dropped)
     signature: bytes       # MinHash signature ("" when dropped or near dedup is off)
@@ -49,9 +49,9 @@ class DocumentSteps:
         reason = "empty" if len(text.strip()) < max(cfg.min_chars, 1) else None
         ws = words(text) if reason is None and (cfg.quality.enabled or cfg.repetition.enabled) else None
         reason = reason or quality_reason(text, cfg.quality, ws) or repetition_reason(text, cfg.repetition, ws)
-        if reason is not None:
-            return Outcome(reason, text, "", {}, b"", b"", ())
         masked, pii = mask(text, cfg.pii.types) if cfg.pii.enabled else (text, {})
+        if reason is not None:  # dropped documents are masked too: dropped.jsonl and report examples get shared
+            return Outcome(reason, text, masked, {}, b"", b"", ())
         signature, bands = b"", ()
         if cfg.dedup.near:
             if self._hasher is None:

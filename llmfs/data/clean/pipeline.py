@@ -4,7 +4,8 @@
 
 Writes, under OUT:
 - clean.jsonl: one `{"text": ...}` per kept document, in input order (`llmfs tokenize --input OUT/clean.jsonl`);
-- dropped.jsonl (`write_dropped`): one `{"reason", "text", ...}` per dropped document, normalised, not masked;
+- dropped.jsonl (`write_dropped`): one `{"reason", "text", ...}` per dropped document, normalised and PII-masked
+  like the kept ones (so neither it nor the report's examples leak what was masked);
 - report.json: counts in / kept / dropped per reason, duplicates, PII replacements per type, examples;
 - state.json and dedup_index.jsonl: the resume checkpoint (state.py) and the kept documents' dedup keys.
 
@@ -117,9 +118,9 @@ def _decide(o: Outcome, cfg: CleanConfig, dedup: Deduplicator, tally: Tally, fil
         if match is not None:
             reason, extra = match.reason, {"kept_line": match.kept + 1, "jaccard": round(match.jaccard, 4)}
     if reason is not None:
-        tally.drop(reason, o.text, cfg.examples, **extra)
+        tally.drop(reason, o.masked, cfg.examples, **extra)
         if DROPPED in files:
-            files[DROPPED].write(_line({"reason": reason, **extra, "text": o.text}))
+            files[DROPPED].write(_line({"reason": reason, **extra, "text": o.masked}))
         return
     dedup.add(o.key, o.signature, o.bands)
     files[INDEX].write(_line({"k": o.key.hex(), "s": base64.b64encode(o.signature).decode("ascii")}))
