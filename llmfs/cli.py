@@ -261,6 +261,8 @@ def generate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-run the full forward per token (teaching path)."),
     rolling: bool = typer.Option(False, "--rolling", help="Rolling KV cache (window + sinks): generate past the "
                                                           "context length."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA graphs on CUDA); "
+                                                         "the first call pays the compilation."),
     device: str = typer.Option(None, "--device", help="auto, cpu, mps, cuda, cuda:N [default: auto]."),
 ) -> None:
     """Complete prompts with a checkpoint: streamed text for one prompt, tokens/s on stderr."""
@@ -270,7 +272,7 @@ def generate(
                     repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
                     max_new_tokens=max_new_tokens)
     run_generate(checkpoint, prompts=prompt, file=file, sampling=sampling, seed=seed, stop=stop,
-                 use_cache=not no_cache, rolling=rolling, device=device, as_json=as_json)
+                 use_cache=not no_cache, rolling=rolling, device=device, as_json=as_json, compile=compile)
 
 
 @app.command()

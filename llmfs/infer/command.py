@@ -32,7 +32,8 @@ def read_prompts(prompts: Sequence[str], file: str | None) -> list[str]:
 
 
 def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: dict, seed: int,
-        stop: Sequence[str], use_cache: bool, rolling: bool, device: str | None, as_json: bool) -> None:
+        stop: Sequence[str], use_cache: bool, rolling: bool, device: str | None, as_json: bool,
+        compile: bool = False) -> None:
     from llmfs.infer.load import load_model
     from llmfs.infer.text import TextCompletion, TextStream, encode, generate_text
     from llmfs.runtime import resolve_device
@@ -44,10 +45,18 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
     dev = resolve_device(device or "auto")
     model, tok, _ = load_model(checkpoint, device=dev)
     g = torch.Generator(device=dev).manual_seed(seed)
+    decoder = None
+    if compile:
+        if not use_cache or rolling:
+            raise LlmfsError("--compile compiles the static-cache decode step; drop --no-cache / --rolling")
+        from llmfs.infer.compiled_decode import CompiledDecoder
+
+        decoder = CompiledDecoder(model)
     t0 = time.perf_counter()
     if len(texts) == 1 and not as_json:
         ids = encode(tok, texts[0])
-        s = TextStream(model, tok, ids, cfg, stop=stop, generator=g, use_cache=use_cache, rolling=rolling)
+        s = TextStream(model, tok, ids, cfg, stop=stop, generator=g, use_cache=use_cache, rolling=rolling,
+                       decoder=decoder)
         for piece in s:
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -55,7 +64,7 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
         results = [TextCompletion(texts[0], s.text, len(ids), s.new_tokens, s.finish, s.seconds)]
     else:
         results = generate_text(model, tok, texts, cfg, stop=stop, generator=g, use_cache=use_cache,
-                                rolling=rolling)
+                                rolling=rolling, decoder=decoder)
         if as_json:
             print(json.dumps([{"prompt": r.prompt, "completion": r.completion, "prompt_tokens": r.prompt_tokens,
                                "new_tokens": r.new_tokens, "finish": r.finish, "seconds": round(r.seconds, 4)}

@@ -19,6 +19,7 @@ import torch
 from llmfs.errors import LlmfsError
 from llmfs.model.attention import attention_mask
 from llmfs.model.kv_cache import StaticKVCache
+from llmfs.model.position import check_positions
 
 
 class DecodeCache(StaticKVCache):
@@ -39,6 +40,7 @@ class DecodeCache(StaticKVCache):
         if not self.uniform:
             return super().begin(T)
         s = self.seen
+        check_positions(self.cfg, s + T - 1)
         if s + T > self.size:
             raise LlmfsError(f"KV cache full: {s} + {T} tokens > {self.size} slots; "
                              "allocate a larger cache (max_len) or use a RollingKVCache")

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from llmfs.errors import LlmfsError
+from llmfs.infer.compiled_decode import CompiledDecoder
 from llmfs.infer.decode_cache import DecodeCache
 from llmfs.infer.sampling import SamplingConfig, sample_next
 from llmfs.model.kv_cache import RollingKVCache, StaticKVCache
@@ -89,9 +90,11 @@ def _needs_counts(cfg: SamplingConfig) -> bool:
 
 @torch.inference_mode()  # entered only while the generator runs: the consumer between yields is not affected
 def decode_steps(model: torch.nn.Module, batch: torch.Tensor, lengths: torch.Tensor, cfg: SamplingConfig, *,
-                 generator: torch.Generator | None, cache, steps: int, pad_id: int = 0) -> Iterator[torch.Tensor]:
+                 generator: torch.Generator | None, cache, steps: int, pad_id: int = 0,
+                 step_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
     """The decode loop: yields the next ids (B,) `steps` times, lazily (a consumer that stops early saves the
     remaining forwards). batch (B, T) right-padded prompts, lengths (B,) their lengths; `cache` None = uncached.
+    `step_fn(ids (B, 1)) -> logits (B, V)` replaces the cached forward (the compiled step of compiled_decode.py).
     Put the model in eval mode first."""
     B = batch.shape[0]
     rows = torch.arange(B, device=batch.device)
@@ -99,7 +102,7 @@ def decode_steps(model: torch.nn.Module, batch: torch.Tensor, lengths: torch.Ten
     # The prefill's lm_head runs on each row's last position only: (B, D) @ (D, V), not (B, T, D) @ (D, V).
     hidden = model(batch, cache=cache, return_logits=False, return_hidden=True).hidden  # (B, T, D)
     logits = model.lm_head(hidden[rows, lengths - 1])  # (B, V)
-    if cache is not None and isinstance(cache, StaticKVCache):
+    if cache is not None and hasattr(cache, "trim"):  # static caches: drop the prompts' right padding
         cache.trim(cache.lengths - batch.shape[1] + lengths)
     for step in range(steps):
         nxt = sample_next(logits, cfg, generator, counts)  # (B,)
@@ -108,7 +111,9 @@ def decode_steps(model: torch.nn.Module, batch: torch.Tensor, lengths: torch.Ten
         yield nxt
         if step == steps - 1:
             return
-        if cache is not None:
+        if step_fn is not None:
+            logits = step_fn(nxt[:, None])  # (B, V)
+        elif cache is not None:
             logits = model(nxt[:, None], cache=cache).logits[:, -1]  # (B, V)
         else:  # teaching path: append each row's token after its own last one and re-run everything
             lengths = lengths + 1
@@ -128,18 +133,23 @@ def _new_cache(model, B: int, longest: int, cfg: SamplingConfig, rolling: bool):
 
 def stream(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: SamplingConfig, *,
            generator: torch.Generator | None = None, stop_ids: Sequence[int] = (), cache=None,
-           use_cache: bool = True, rolling: bool = False) -> Iterator[int]:
+           use_cache: bool = True, rolling: bool = False, decoder: CompiledDecoder | None = None) -> Iterator[int]:
     """Yield the new ids of one sequence as they are sampled; a stop id is yielded, then the stream ends.
     `cache`: continue from a cache you keep between calls, e.g. `DecodeCache(model.cfg, 1, max_len=...)` (a
-    static cache has room for `cache.size` tokens: the stream ends early, as "length", when it is full)."""
+    static cache has room for `cache.size` tokens: the stream ends early, as "length", when it is full).
+    `decoder`: decode with its compiled step (a fresh stream on the static cache only)."""
     if len(prompt_ids) == 0:
         raise ValueError("the prompt needs at least one token")
     stop = set(stop_ids)
     device = next(model.parameters()).device
     steps = cfg.max_new_tokens
+    step_fn = None
     if cache is None:
         check_fits(model.cfg, len(prompt_ids), steps, rolling=rolling, use_cache=use_cache)
-        cache = _new_cache(model, 1, len(prompt_ids), cfg, rolling) if use_cache else None
+        if decoder is not None and use_cache and not rolling:
+            cache, step_fn = decoder.session(1)
+        else:
+            cache = _new_cache(model, 1, len(prompt_ids), cfg, rolling) if use_cache else None
     elif isinstance(cache, StaticKVCache):
         room = cache.size - cache.seen - len(prompt_ids)
         if room < 0:
@@ -151,7 +161,8 @@ def stream(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: SamplingConfi
     was_training = model.training
     model.eval()
     try:
-        for nxt in decode_steps(model, batch, lengths, cfg, generator=generator, cache=cache, steps=steps):
+        for nxt in decode_steps(model, batch, lengths, cfg, generator=generator, cache=cache, steps=steps,
+                                step_fn=step_fn):
             i = int(nxt[0])
             yield i
             if i in stop:
@@ -163,9 +174,11 @@ def stream(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: SamplingConfi
 def complete(model: torch.nn.Module, prompts: Sequence[Sequence[int]], cfg: SamplingConfig, *,
              generator: torch.Generator | None = None, stop_ids: Sequence[int] = (), use_cache: bool = True,
              rolling: bool = False, pad_id: int = 0,
-             stop_when: Callable[[int, list[int]], bool] | None = None) -> list[Completion]:
+             stop_when: Callable[[int, list[int]], bool] | None = None,
+             decoder: CompiledDecoder | None = None) -> list[Completion]:
     """Generate from every prompt in one batch. `stop_when(row, ids)` is asked after each new id of a row
-    (ids so far, that id included) and ends the row ("stop") when it returns True."""
+    (ids so far, that id included) and ends the row ("stop") when it returns True. `decoder`: decode with its
+    compiled step (`compiled_decode.py`; the static cache only, not with rolling or use_cache=False)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
     if rolling and len({len(p) for p in prompts}) > 1:  # a rolling cache advances all rows together
@@ -194,9 +207,13 @@ def complete(model: torch.nn.Module, prompts: Sequence[Sequence[int]], cfg: Samp
     model.eval()
     t0 = time.perf_counter()
     try:
-        cache = _new_cache(model, B, longest, cfg, rolling) if use_cache else None
+        step_fn = None
+        if decoder is not None and use_cache and not rolling:
+            cache, step_fn = decoder.session(B)
+        else:
+            cache = _new_cache(model, B, longest, cfg, rolling) if use_cache else None
         for nxt in decode_steps(model, batch, lengths, cfg, generator=generator, cache=cache,
-                                steps=cfg.max_new_tokens, pad_id=pad_id):
+                                steps=cfg.max_new_tokens, pad_id=pad_id, step_fn=step_fn):
             values = nxt.tolist()  # the one host transfer per step: B ints
             for i in list(live):
                 ids[i].append(values[i])
@@ -213,7 +230,7 @@ def complete(model: torch.nn.Module, prompts: Sequence[Sequence[int]], cfg: Samp
 
 def generate(model: torch.nn.Module, prompts: Sequence[Sequence[int]], cfg: SamplingConfig, *,
              generator: torch.Generator | None = None, stop_ids: Sequence[int] = (), use_cache: bool = True,
-             rolling: bool = False, pad_id: int = 0) -> list[list[int]]:
+             rolling: bool = False, pad_id: int = 0, decoder: CompiledDecoder | None = None) -> list[list[int]]:
     """The new tokens of each prompt (stop id included when one ends the row)."""
     return [c.ids for c in complete(model, prompts, cfg, generator=generator, stop_ids=stop_ids,
-                                    use_cache=use_cache, rolling=rolling, pad_id=pad_id)]
+                                    use_cache=use_cache, rolling=rolling, pad_id=pad_id, decoder=decoder)]

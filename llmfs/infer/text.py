@@ -128,7 +128,7 @@ class TextCompletion:
 
 def generate_text(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig, *, stop: Sequence[str] = (),
                   stop_ids: Sequence[int] | None = None, generator: torch.Generator | None = None,
-                  use_cache: bool = True, rolling: bool = False) -> list[TextCompletion]:
+                  use_cache: bool = True, rolling: bool = False, decoder=None) -> list[TextCompletion]:
     """Complete every prompt in one batch; each row stops at its stop id or stop string on its own."""
     encoded = [encode(tokenizer, p) for p in prompts]
     stop_ids = default_stop_ids(tokenizer) if stop_ids is None else list(stop_ids)
@@ -139,7 +139,7 @@ def generate_text(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig,
         return texts[row].stopped
 
     done = complete(model, encoded, cfg, generator=generator, stop_ids=stop_ids, use_cache=use_cache,
-                    rolling=rolling, stop_when=stop_when if stop else None)
+                    rolling=rolling, stop_when=stop_when if stop else None, decoder=decoder)
     out = []
     for p, ids, c, t in zip(prompts, encoded, done, texts):
         if not stop:  # no stop strings: decode once at the end

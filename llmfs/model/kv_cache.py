@@ -24,6 +24,7 @@ import torch
 from llmfs.errors import ConfigError, LlmfsError
 from llmfs.model.attention import attention_mask
 from llmfs.model.config import ModelConfig
+from llmfs.model.position import check_positions
 
 
 class StaticKVCache:
@@ -36,6 +37,7 @@ class StaticKVCache:
             raise ConfigError(f"a static cache of {self.size} slots needs positions past max_seq_len = "
                               f"{cfg.max_seq_len}, which model.position = 'learned' does not have")
         self.window, self.n_sinks = cfg.window, cfg.n_sinks
+        self.cfg = cfg
         shape = (batch_size, cfg.kv_heads, self.size, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
@@ -44,6 +46,7 @@ class StaticKVCache:
         self._write: torch.Tensor | None = None  # (B, T) slots the current forward writes
 
     def begin(self, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        check_positions(self.cfg, self.seen + T - 1)  # learned positions: say so rather than "cache full"
         if self.seen + T > self.size:
             raise LlmfsError(f"KV cache full: {self.seen} + {T} tokens > {self.size} slots; "
                              "allocate a larger cache (max_len) or use a RollingKVCache")

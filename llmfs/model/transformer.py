@@ -139,7 +139,7 @@ class Transformer(nn.Module):
         if cache is not None:
             if segment_ids is not None:
                 raise ValueError("segment_ids are for packed training sequences; they cannot be used with a cache")
-            check_positions(cfg, cache.seen + T - 1)
+            # the caches check positions in begin (the rolling cache refuses learned positions outright)
             cache_pos, mask = cache.begin(T)
             positions = cache_pos if position_ids is None else position_ids
         else:

@@ -105,6 +105,7 @@ def test_rolling_runs_past_the_context(run_dir, capsys):
     (["--max-new-tokens", "0"], "max_new_tokens: must be >= 1"),
     (["--file", "nope.txt"], "nope.txt: prompt file not found"),
     (["--stop", ""], "a stop string needs at least one character"),
+    (["--compile", "--no-cache"], "--compile compiles the static-cache decode step; drop --no-cache / --rolling"),
 ])
 def test_bad_options_are_one_line_errors(run_dir, capsys, args, message):
     code, out, err = gen(capsys, run_dir, "-p", "the", *args)
