@@ -287,6 +287,8 @@ def chat(
     frequency_penalty: float = typer.Option(0.0, help="Subtract penalty * count; 0 = off."),
     max_new_tokens: int = typer.Option(256, help="Longest reply in tokens."),
     seed: int = typer.Option(0, help="Sampling seed: the same seed and messages give the same replies."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA graphs on CUDA); "
+                                                         "the first reply pays the compilation."),
     device: str = typer.Option(None, "--device", help="auto, cpu, mps, cuda, cuda:N [default: auto]."),
 ) -> None:
     """Talk to a chat model: streamed replies, /reset /system /set /save /quit; reads piped stdin line by line."""
@@ -295,7 +297,7 @@ def chat(
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                     repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
                     max_new_tokens=max_new_tokens)
-    run_chat(checkpoint, sampling=sampling, system=system, seed=seed, device=device)
+    run_chat(checkpoint, sampling=sampling, system=system, seed=seed, device=device, compile=compile)
 
 
 bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)

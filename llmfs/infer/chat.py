@@ -53,8 +53,9 @@ class ChatSession:
     """A conversation with one model: `reply(text)` streams the answer and records both turns."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, cfg: SamplingConfig, *, system: str | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, decoder=None):
         self.model, self.tokenizer, self.cfg, self.generator = model, tokenizer, cfg, generator
+        self.decoder = decoder  # a CompiledDecoder (llmfs chat --compile): every reply decodes with its step
         self.system = system
         self.messages: list[dict[str, str]] = self._start()
         self.dropped_turns = 0  # how many turns the last reply had to forget to fit the context
@@ -117,7 +118,7 @@ class ChatSession:
         assembler = TextAssembler(self.tokenizer)  # no stop strings: its text is exactly what was shown
         budget = min(self.cfg.max_new_tokens, self.model.cfg.max_seq_len - len(ids))  # a reply ends in the context
         cfg = dataclasses.replace(self.cfg, max_new_tokens=budget)
-        pieces = stream(self.model, ids, cfg, generator=self.generator, stop_ids=[end])
+        pieces = stream(self.model, ids, cfg, generator=self.generator, stop_ids=[end], decoder=self.decoder)
         finished = False
         try:
             for i in pieces:
@@ -213,7 +214,8 @@ def _command(session: ChatSession, text: str, write: Callable[[str], None]) -> b
     return True
 
 
-def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, device: str | None) -> None:
+def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, device: str | None,
+        compile: bool = False) -> None:
     """`llmfs chat`: load, check it is a chat model, then talk over stdin / stdout."""
     import sys
 
@@ -225,7 +227,13 @@ def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, devic
     dev = resolve_device(device or "auto")
     model, tok, ckpt = load_model(checkpoint, device=dev)
     check_chat_model(tok, ckpt.path / TEMPLATE_FILE, str(ckpt.path))
-    session = ChatSession(model, tok, cfg, system=system, generator=torch.Generator(device=dev).manual_seed(seed))
+    decoder = None
+    if compile:
+        from llmfs.infer.compiled_decode import CompiledDecoder
+
+        decoder = CompiledDecoder(model)
+    session = ChatSession(model, tok, cfg, system=system, generator=torch.Generator(device=dev).manual_seed(seed),
+                          decoder=decoder)
 
     def write(text: str) -> None:
         sys.stdout.write(text)

@@ -66,6 +66,14 @@ def test_same_seed_same_replies(monkeypatch, capsys, chat_ckpt):
     assert outs[0] == outs[1] and outs[0].count("\n") >= 2
 
 
+def test_compiled_chat_gives_the_same_greedy_replies(monkeypatch, capsys, chat_ckpt):
+    path, _ = chat_ckpt
+    args = [str(path), "--temperature", "0", "--max-new-tokens", "10"]
+    eager = run_chat(monkeypatch, capsys, args, "hi\nhow are you?\n")
+    compiled = run_chat(monkeypatch, capsys, [*args, "--compile"], "hi\nhow are you?\n")
+    assert eager[0] == compiled[0] == 0 and compiled[1] == eager[1] and eager[1].count("\n") >= 2
+
+
 def test_greedy_reply_is_the_model_continuing_the_template(chat_ckpt):
     from llmfs.infer.generate import generate
     from llmfs.tokenizer.chat import render_prompt
