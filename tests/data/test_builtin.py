@@ -179,4 +179,14 @@ def test_bad_specs_are_clear_errors():
         iter_builtin("builtin:arithmetic?level=9")
     with pytest.raises(DataError, match="split must be one of train, valid"):
         iter_builtin("builtin:stories", split="test")
+    with pytest.raises(DataError, match="unknown task 'arithmatic'; tasks are story_qa"):
+        iter_builtin("builtin:instructions?tasks=arithmatic")
+
+
+def test_instruction_task_subset():
+    records = list(iter_builtin("builtin:instructions?n=300&tasks=arithmetic,list_sort,list_count"))
+    assert len(records) == 300 and {r["task"] for r in records} == {"arithmetic", "list_sort", "list_count"}
+    everything = list(iter_builtin("builtin:instructions?n=300"))
+    assert everything == list(iter_builtin("builtin:instructions?n=300&tasks="))  # "" = all, same records
+    assert len({r["task"] for r in everything}) > 5
     assert set(BUILTINS) == {"stories", "instructions", "preferences", "arithmetic"}

@@ -171,9 +171,9 @@ LEVELS = {"greeting": 1, "refusal": 1, "story_qa": 1, "list_count": 1, "list_lon
           "word_problem": 3}
 
 
-def conversation(rng: random.Random) -> dict:
+def conversation(rng: random.Random, weights: dict[str, int] = WEIGHTS) -> dict:
     """One record: messages, task kind and the gold answer of the final assistant turn."""
-    kind = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
+    kind = rng.choices(list(weights), weights=list(weights.values()))[0]
     messages = []
     if rng.random() < 0.25:
         messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
@@ -181,9 +181,10 @@ def conversation(rng: random.Random) -> dict:
     if roll < 0.1 and kind != "greeting":
         text, reply, _ = greeting(rng)
         messages += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
-    if roll > 0.9 and kind in LIST_TASKS:  # a follow-up on the same list: the second turn is the graded one
-        items = _items(rng)
-        first, second = rng.sample(LIST_TASKS, 2)
+    lists = [t for t in LIST_TASKS if t in weights]
+    if roll > 0.9 and kind in LIST_TASKS and len(lists) > 1:  # a follow-up on the same list: the second turn is
+        items = _items(rng)                                  # the graded one
+        first, second = rng.sample(lists, 2)
         prompt, reply, _ = TASKS[first](rng, items)
         messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
         prompt, reply, answer = TASKS[second](rng, items)
@@ -194,12 +195,21 @@ def conversation(rng: random.Random) -> dict:
     return {"messages": messages, "task": kind, "answer": answer, "level": LEVELS[kind]}
 
 
-def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1) -> Iterator[dict]:
-    """`n` conversations of one split; membership by the hash of the conversation's user turns."""
-    rng = random.Random(f"instructions/{seed}")
+def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
+             tasks: str = "") -> Iterator[dict]:
+    """`n` conversations of one split; membership by the hash of the conversation's user turns. `tasks`: a
+    comma-separated subset of TASKS (their relative weights kept), e.g. "arithmetic,word_problem"; "" = all."""
+    weights = WEIGHTS
+    if tasks:
+        names = [t.strip() for t in tasks.split(",") if t.strip()]
+        unknown = [t for t in names if t not in TASKS]
+        if unknown or not names:
+            raise ValueError(f"unknown task {unknown[0] if unknown else tasks!r}; tasks are {', '.join(TASKS)}")
+        weights = {t: WEIGHTS[t] for t in names}
+    rng = random.Random(f"instructions/{seed}" + (f"/{','.join(sorted(weights))}" if tasks else ""))
     produced = 0
     while produced < n:
-        record = conversation(rng)
+        record = conversation(rng, weights)
         key = "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
         if not wanted(key, split, valid_fraction):
             continue
