@@ -68,12 +68,12 @@ def print_report(report: dict, columns: Sequence[Column], console=None) -> None:
 
     console = console or make_console()
     columns = [c for c in columns if any(c.key in r for r in report["rows"])]  # none empty (e.g. CUDA-only)
-    table = Table(title=f"llmfs bench {report['suite']}", title_justify="left")
+    table = Table()
     for c in columns:
         table.add_column(c.header, justify="left" if c.key in report["keys"] else "right")
     for row in report["rows"]:
         table.add_row(*(c.cell(row) for c in columns))
-    console.print(describe(report["env"]), highlight=False, markup=False)
+    console.print(f"llmfs bench {report['suite']}: {describe(report['env'])}", highlight=False, markup=False)
     console.print(table)
     for note in report["notes"]:
         console.print(f"note: {note}", highlight=False, markup=False)
@@ -127,7 +127,7 @@ def print_comparison(report: dict, ratios: list[dict], metrics: Sequence[str], b
                       f"{', '.join(report['keys'])})", highlight=False, markup=False)
         return
     shown = [m for m in metrics if any(f"{m}_ratio" in r for r in ratios)]
-    table = Table(title=f"this run / {baseline_path}", title_justify="left")
+    table = Table()
     for k in report["keys"]:
         table.add_column(k)
     for m in shown:
@@ -135,6 +135,7 @@ def print_comparison(report: dict, ratios: list[dict], metrics: Sequence[str], b
     for r in ratios:
         table.add_row(*(str(r.get(k, "")) for k in report["keys"]),
                       *(f"{r[f'{m}_ratio']:.2f}x" if f"{m}_ratio" in r else "" for m in shown))
+    console.print(f"this run / {baseline_path}:", highlight=False, markup=False)
     console.print(table)
 
 

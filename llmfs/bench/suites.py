@@ -110,6 +110,7 @@ def run_all(*, quick=False, device=None, json_path=None, compare=None) -> dict:
     notes = [f"{name}: {note}" for name, r in reports.items() for note in r["notes"]]
     result = rep.make("all", reports["train"]["env"], keys, rows, notes)
     result["envs"] = {name: r["env"] for name, r in reports.items()}
+    result["suite_keys"] = {name: r["keys"] for name, r in reports.items()}
     if compare is not None:
         ratios = rep.compare(result, rep.load_baseline(compare, "all"))
         rep.print_comparison(result, ratios, ("tok_s", "decode_tok_s", "fwdbwd_tok_s", "seconds"), compare)
