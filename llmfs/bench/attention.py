@@ -41,10 +41,7 @@ SETUPS = {  # (device type, quick)
 KEYS = ("impl", "window", "seq_len")
 COLUMNS = (
     rep.Column("impl", "impl"), rep.Column("window", "window"), rep.Column("seq_len", "seq len", "d"),
-    rep.Column("fwd_ms", "fwd ms (min-max)",
-               lambda r: f"{r['fwd_ms']:.2f} ({r['fwd_ms_min']:.2f}-{r['fwd_ms_max']:.2f})"),
-    rep.Column("fwdbwd_ms", "fwd+bwd ms (min-max)",
-               lambda r: f"{r['fwdbwd_ms']:.2f} ({r['fwdbwd_ms_min']:.2f}-{r['fwdbwd_ms_max']:.2f})"),
+    rep.spread_column("fwd", "fwd ms"), rep.spread_column("fwdbwd", "fwd+bwd ms"),
     rep.Column("fwd_tok_s", "fwd tok/s", ",.0f"), rep.Column("fwdbwd_tok_s", "fwd+bwd tok/s", ",.0f"),
     rep.Column("saved_mib", "saved act. MiB", ".2f"), rep.Column("peak_mib", "peak MiB", ".0f"),
 )

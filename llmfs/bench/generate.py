@@ -206,7 +206,8 @@ def report(sizes=None, *, quick: bool = False, new_tokens: int | None = None, hf
                  progress=progress, device=device)
     env = {**environment(torch.device(device), "float32"), "bandwidth_gb_s": result["bandwidth_gb_s"]}
     notes = [f"fp32 matvec bandwidth {result['bandwidth_gb_s']:.1f} GB/s; floor = bandwidth / fp32 weight bytes; "
-             f"best of {1 if quick else 3} interleaved runs", *summary(result)]
+             f"best of {1 if quick else 3} interleaved runs",
+             *(line.removeprefix("- ") for line in summary(result))]
     if hf and not hf_installed:
         notes.append("transformers is not installed: no peer comparison (pip install 'llmfs[hf]')")
     return rep.make("generate", env, KEYS, result["rows"], notes)

@@ -44,10 +44,7 @@ KEYS = ("variant",)
 COLUMNS = (
     rep.Column("variant", "variant"), rep.Column("params", "params", ",d"),
     rep.Column("active_params", "active params/token", ",d"),
-    rep.Column("fwd_ms", "fwd ms (min-max)",
-               lambda r: f"{r['fwd_ms']:.2f} ({r['fwd_ms_min']:.2f}-{r['fwd_ms_max']:.2f})"),
-    rep.Column("fwdbwd_ms", "fwd+bwd ms (min-max)",
-               lambda r: f"{r['fwdbwd_ms']:.2f} ({r['fwdbwd_ms_min']:.2f}-{r['fwdbwd_ms_max']:.2f})"),
+    rep.spread_column("fwd", "fwd ms"), rep.spread_column("fwdbwd", "fwd+bwd ms"),
     rep.Column("fwd_tok_s", "fwd tok/s", ",.0f"), rep.Column("fwdbwd_tok_s", "fwd+bwd tok/s", ",.0f"),
     rep.Column("vs_dense", "fwd+bwd time vs dense", lambda r: f"{r['vs_dense']:.2f}x"),
     rep.Column("weights_mib", "weights MiB", ".1f"), rep.Column("saved_mib", "saved act. MiB", ".1f"),

@@ -37,6 +37,13 @@ class Column:
         return format(value, self.fmt) if self.fmt else str(value)
 
 
+def spread_column(name: str, header: str, digits: int = 2) -> Column:
+    """A timed quantity (timing.Timing.fields) shown as "median (min-max)" in ms."""
+    def cell(r: dict) -> str:
+        return f"{r[f'{name}_ms']:.{digits}f} ({r[f'{name}_ms_min']:.{digits}f}-{r[f'{name}_ms_max']:.{digits}f})"
+    return Column(f"{name}_ms", f"{header} (min-max)", cell)
+
+
 def make(suite: str, env: dict, keys: Sequence[str], rows: list[dict], notes: Sequence[str] = ()) -> dict:
     return {"schema": SCHEMA, "suite": suite, "env": env, "keys": list(keys), "rows": rows, "notes": list(notes)}
 

@@ -60,8 +60,7 @@ KEYS = ("size", "precision", "mode")
 COLUMNS = (
     rep.Column("size", "size"), rep.Column("precision", "precision"), rep.Column("mode", "mode"),
     rep.Column("params", "params", ",d"), rep.Column("tokens_per_step", "tokens/step", ",d"),
-    rep.Column("step_ms", "step ms (min-max)",
-               lambda r: f"{r['step_ms']:.1f} ({r['step_ms_min']:.1f}-{r['step_ms_max']:.1f})"),
+    rep.spread_column("step", "step ms", 1),
     rep.Column("tok_s", "tok/s", ",.0f"), rep.Column("tflops", "TFLOP/s", ".3f"),
     rep.Column("mfu", "MFU (measured peak)", ".1%"), rep.Column("mfu_datasheet", "MFU (datasheet)", ".1%"),
     rep.Column("saved_mib", "saved act. MiB", ".1f"), rep.Column("state_mib", "state MiB", ".1f"),
