@@ -238,9 +238,9 @@ def profile(size: TrainSize, device: torch.device, out_dir: str | Path, *, steps
         for batch in batches:
             trainer.step(batch)
             prof.step()
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     events = prof.key_averages()
-    key = (lambda e: getattr(e, "self_device_time_total", 0)) if device.type == "cuda" else \
+    key = (lambda e: e.self_device_time_total) if device.type == "cuda" else \
         (lambda e: e.self_cpu_time_total)
     top = sorted(events, key=key, reverse=True)[:row_limit]
     total = sum(key(e) for e in events) or 1

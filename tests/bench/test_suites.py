@@ -35,6 +35,12 @@ def test_every_suite_runs_quick_through_all(tmp_path, capsys):
     for suite in SUITES:
         check_report({**data, "suite": suite, "env": data["envs"][suite], "keys": data["suite_keys"][suite], "rows": [
             r for r in data["rows"] if r["suite"] == suite]}, suite)
+    attention = {(r["impl"], r["window"], r["seq_len"]) for r in data["rows"] if r["suite"] == "attention"}
+    assert attention == {(i, w, t) for i in ("manual", "sdpa") for w in ("full", "32") for t in (64, 128)}
+    tokenizer = [(r["trainer"], r["vocab_size"]) for r in data["rows"] if r["suite"] == "tokenizer"]
+    assert tokenizer == [("llmfs", 512), ("tokenizers", 512)]
+    generate = {(r["batch"], r["engine"]) for r in data["rows"] if r["suite"] == "generate"}
+    assert {(1, "llmfs"), (8, "llmfs"), (1, "llmfs no-cache"), (8, "llmfs no-cache")} <= generate
     text = capsys.readouterr().out
     assert all(f"llmfs bench {s}" in text for s in SUITES)
     assert f"torch {torch.__version__}" in text  # the environment line above each table
