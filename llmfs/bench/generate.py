@@ -202,9 +202,10 @@ def report(sizes=None, *, quick: bool = False, new_tokens: int | None = None, hf
     sizes = sizes or (["tiny"] if quick else ["small", "gpt2"])
     check_sizes(sizes)
     hf_installed = importlib.util.find_spec("transformers") is not None
+    env = environment(torch.device(device), "float32")  # before the run: its load average is the other jobs'
     result = run(sizes, repeats=1 if quick else 3, new_tokens=new_tokens, hf=hf and hf_installed,
                  progress=progress, device=device)
-    env = {**environment(torch.device(device), "float32"), "bandwidth_gb_s": result["bandwidth_gb_s"]}
+    env["bandwidth_gb_s"] = result["bandwidth_gb_s"]
     notes = [f"fp32 matvec bandwidth {result['bandwidth_gb_s']:.1f} GB/s; floor = bandwidth / fp32 weight bytes; "
              f"best of {1 if quick else 3} interleaved runs",
              *(line.removeprefix("- ") for line in summary(result))]

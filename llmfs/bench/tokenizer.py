@@ -227,6 +227,7 @@ def report(paths: Sequence[str | Path], *, quick: bool = False, vocab_sizes: Seq
     from llmfs.bench.timing import environment
 
     vocab_sizes = vocab_sizes or ((512,) if quick else (4096,))
+    env = environment(torch.device("cpu"), "n/a")
     with tempfile.TemporaryDirectory() as tmp:
         if not paths:
             paths = [builtin_corpus(Path(tmp) / "builtin-stories.txt", 100_000 if quick else 1_000_000)]
@@ -236,7 +237,6 @@ def report(paths: Sequence[str | Path], *, quick: bool = False, vocab_sizes: Seq
 
                 raise LlmfsError(f"--input {p}: not a file; pass a UTF-8 text file")
         rows = run(paths, vocab_sizes, workers, repeats=1 if quick else 3)
-    env = environment(torch.device("cpu"), "n/a")
     notes = [f"best of {1 if quick else 3} runs per trainer, each in a fresh forked process; peak_rss_mib = peak "
              "RSS growth while training; time_vs_tokenizers = llmfs time / the faster of tokenizers' two modes"]
     return rep.make("tokenizer", env, KEYS, flatten(rows), notes)
