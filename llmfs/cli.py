@@ -270,12 +270,12 @@ _QUICK = typer.Option(False, "--quick", help="A few seconds: the smallest sizes,
 _JSON = typer.Option(None, "--json", help="Also write the report (env + rows) to this JSON file.")
 _COMPARE = typer.Option(None, "--compare", help="Print this run's figures divided by those of an earlier --json "
                                                 "report.")
-_DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N [default: auto].")
+_DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N \\[default: auto].")
 
 
 @bench_app.command("train")
 def bench_train(
-    sizes: list[str] = typer.Option([], "--size", help="tiny, small, medium, gpt2 (repeatable) [default: tiny, "
+    sizes: list[str] = typer.Option([], "--size", help="tiny, small, medium, gpt2 (repeatable) \\[default: tiny, "
                                                        "small, medium on CPU; small, medium, gpt2 on CUDA]."),
     amp: bool = typer.Option(False, "--amp", help="A/B: fp32 vs bf16 autocast (+ fp16 with GradScaler on CUDA): "
                                                   "speed, memory and the loss after K identical steps."),
@@ -293,7 +293,7 @@ def bench_train(
 
 @bench_app.command("generate")
 def bench_generate(
-    sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) [default: small, gpt2]."),
+    sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) \\[default: small, gpt2]."),
     new_tokens: int = typer.Option(None, "--new-tokens", help="Decode steps per measurement."),
     no_hf: bool = typer.Option(False, "--no-hf", help="Skip the transformers comparison."),
     out: str = typer.Option(None, "--out", help="Also write the report (markdown) to this file."),
@@ -325,10 +325,10 @@ def bench_moe(quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, 
 
 @bench_app.command("tokenizer")
 def bench_tokenizer(
-    inputs: list[str] = typer.Option([], "--input", help="Text files to train on (repeatable) [default: 1 MB of "
+    inputs: list[str] = typer.Option([], "--input", help="Text files to train on (repeatable) \\[default: 1 MB of "
                                                          "builtin:stories]."),
     vocab_sizes: list[int] = typer.Option([], "--vocab-size", help="Vocabulary sizes (repeatable) "
-                                                                   "[default: 4096]."),
+                                                                   "\\[default: 4096]."),
     workers: int = typer.Option(1, "--workers", min=1, help="llmfs pre-tokenization processes."),
     quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE,
 ) -> None:
