@@ -300,21 +300,89 @@ def chat(
     run_chat(checkpoint, sampling=sampling, system=system, seed=seed, device=device, compile=compile)
 
 
-bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)
+bench_app = typer.Typer(help="Speed benchmarks: tokens/s, MFU and memory of each part of llmfs on this machine.",
+                        no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+_QUICK = typer.Option(False, "--quick", help="A few seconds: the smallest sizes, fewer repeats.")
+_JSON = typer.Option(None, "--json", help="Also write the report (env + rows) to this JSON file.")
+_COMPARE = typer.Option(None, "--compare", help="Print this run's figures divided by those of an earlier --json "
+                                                "report.")
+_DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N \\[default: auto].")
+
+
+@bench_app.command("train")
+def bench_train(
+    sizes: list[str] = typer.Option([], "--size", help="tiny, small, medium, gpt2 (repeatable) \\[default: tiny, "
+                                                       "small, medium on CPU; small, medium, gpt2 on CUDA]."),
+    amp: bool = typer.Option(False, "--amp", help="A/B: fp32 vs bf16 autocast (+ fp16 with GradScaler on CUDA): "
+                                                  "speed, memory and the loss after K identical steps."),
+    compile: bool = typer.Option(False, "--compile", help="Add torch.compile variants."),
+    profile: str = typer.Option(None, "--profile", help="Write a torch.profiler trace of a few steps to this "
+                                                        "folder and print the top operators."),
+    quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE,
+) -> None:
+    """Training step: tokens/s, MFU (measured and datasheet peak), memory, at a few model sizes."""
+    from llmfs.bench import suites
+
+    suites.train(sizes=sizes, quick=quick, amp=amp, compile=compile, profile=profile, device=device,
+                 json_path=json, compare=compare)
 
 
 @bench_app.command("generate")
 def bench_generate(
-    sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) [default: small, gpt2]."),
+    sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) \\[default: small, gpt2]."),
     new_tokens: int = typer.Option(None, "--new-tokens", help="Decode steps per measurement."),
     no_hf: bool = typer.Option(False, "--no-hf", help="Skip the transformers comparison."),
     out: str = typer.Option(None, "--out", help="Also write the report (markdown) to this file."),
+    quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE,
 ) -> None:
     """Prefill and decode tokens/s, batch 1 and 8, cached and uncached, against transformers' generate."""
-    from llmfs.bench.generate import main as bench_main
+    from llmfs.bench import suites
 
-    bench_main(sizes=sizes or None, new_tokens=new_tokens, hf=not no_hf, out=out)
+    suites.generate(sizes=sizes, quick=quick, new_tokens=new_tokens, hf=not no_hf, device=device, json_path=json,
+                    compare=compare, out=out)
+
+
+@bench_app.command("attention")
+def bench_attention(quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE,
+                    device: str = _DEVICE) -> None:
+    """manual vs sdpa attention, full and sliding window: forward and backward time and memory by length."""
+    from llmfs.bench import suites
+
+    suites.attention(quick=quick, device=device, json_path=json, compare=compare)
+
+
+@bench_app.command("moe")
+def bench_moe(quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE) -> None:
+    """An MoE layer vs the dense MLP with the same active parameters: tokens/s and memory."""
+    from llmfs.bench import suites
+
+    suites.moe(quick=quick, device=device, json_path=json, compare=compare)
+
+
+@bench_app.command("tokenizer")
+def bench_tokenizer(
+    inputs: list[str] = typer.Option([], "--input", help="Text files to train on (repeatable) \\[default: 1 MB of "
+                                                         "builtin:stories]."),
+    vocab_sizes: list[int] = typer.Option([], "--vocab-size", help="Vocabulary sizes (repeatable) "
+                                                                   "\\[default: 4096]."),
+    workers: int = typer.Option(1, "--workers", min=1, help="llmfs pre-tokenization processes."),
+    quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE,
+) -> None:
+    """llmfs's BPE trainer vs the tokenizers library: train time, memory, bytes/token, encode speed."""
+    from llmfs.bench import suites
+
+    suites.tokenizer(inputs=inputs, vocab_sizes=vocab_sizes, workers=workers, quick=quick, json_path=json,
+                     compare=compare)
+
+
+@bench_app.command("all")
+def bench_all(quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE) -> None:
+    """Every suite in turn (train, generate, attention, tokenizer, moe) and one combined report."""
+    from llmfs.bench import suites
+
+    suites.run_all(quick=quick, device=device, json_path=json, compare=compare)
 
 
 reward_app = typer.Typer(help="Reward models: train on preference pairs, score replies.", no_args_is_help=True)

@@ -19,6 +19,7 @@ with a large fp32 matrix-vector product (a matrix far bigger than the caches).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import platform
 import tempfile
 import time
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from llmfs.bench import report as rep
+from llmfs.bench.timing import sync
 from llmfs.config import from_dict
 from llmfs.infer.generate import complete
 from llmfs.infer.sampling import SamplingConfig
@@ -57,15 +60,20 @@ def build(size: Size, seed: int = 0):
     return Transformer(cfg, generator=torch.Generator().manual_seed(seed)).eval()
 
 
-def matvec_bandwidth(seconds: float = 0.6, rows: int = 8192, cols: int = 8192) -> float:
-    """Bytes/s of an fp32 (rows x cols) @ (cols,) product: matrix bytes / time, best of several runs."""
-    a, x = torch.randn(rows, cols), torch.randn(cols)
+def matvec_bandwidth(seconds: float = 0.6, rows: int = 8192, cols: int = 8192,
+                     device: torch.device | str = "cpu") -> float:
+    """Bytes/s of an fp32 (rows x cols) @ (cols,) product: matrix bytes / time, best of several runs (on CUDA
+    the device is synchronised around each product)."""
+    device = torch.device(device)
+    a, x = torch.randn(rows, cols, device=device), torch.randn(cols, device=device)
     for _ in range(3):
         a @ x
+    sync(device)
     best, t_end = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < t_end:
         t0 = time.perf_counter()
         a @ x
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return a.numel() * 4 / best
 
@@ -113,25 +121,28 @@ def _best(calls: dict, repeats: int) -> tuple[dict, dict]:
 
 
 def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens: int | None = None,
-        hf: bool = True, progress=None) -> dict:
-    """{"bandwidth_gb_s", "rows": one dict per (size, batch, engine)}. `progress(row)` sees each row."""
+        hf: bool = True, progress=None, device: torch.device | str = "cpu") -> dict:
+    """{"bandwidth_gb_s", "rows": one dict per (size, batch, engine)}. `progress(row)` sees each row.
+    Batch-1 rows carry `bandwidth_util` = decode tok/s / the bandwidth floor. Weights stay fp32 on every
+    device (the floor counts 4 bytes per weight)."""
     try:
         import transformers  # noqa: F401
     except ImportError:
         hf = False
-    bandwidth = matvec_bandwidth()
+    device = torch.device(device)
+    bandwidth = matvec_bandwidth(device=device)
     rows = []
     for name in sizes:
         size = SIZES[name]
-        model = build(size)
+        model = build(size).to(device)
         weight_bytes = model.active_matmul_params() * 4
         n = new_tokens or size.new_tokens
         n_unc = min(n, size.uncached_new_tokens)
         with tempfile.TemporaryDirectory() as tmp:
-            hf_model = _hf_model(model, Path(tmp)) if hf else None
+            hf_model = _hf_model(model, Path(tmp)).to(device) if hf else None
             for B in batches:
                 prompts = torch.randint(0, size.model["vocab_size"], (B, size.prompt_len),
-                                        generator=torch.Generator().manual_seed(B))
+                                        generator=torch.Generator().manual_seed(B)).to(device)
                 engines = {"llmfs": lambda k: _llmfs_call(model, prompts, k, True),
                            "llmfs no-cache": lambda k: _llmfs_call(model, prompts, k, False)}
                 if hf_model is not None:
@@ -148,6 +159,8 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
                            "floor_tok_s": bandwidth / weight_bytes,
                            "same_tokens": outs[(e, k)] == outs[("llmfs", n)] if k == n else
                            all(a == b[:k] for a, b in zip(outs[(e, k)], outs[("llmfs", n)]))}
+                    if B == 1:
+                        row["bandwidth_util"] = row["decode_tok_s"] / row["floor_tok_s"]
                     rows.append(row)
                     if progress is not None:
                         progress(row)
@@ -168,13 +181,45 @@ def summary(result: dict) -> list[str]:
     return lines
 
 
+KEYS = ("size", "batch", "engine")
+COLUMNS = (rep.Column("size", "size"), rep.Column("batch", "batch"), rep.Column("engine", "engine"),
+           rep.Column("prompt_len", "prompt"), rep.Column("new_tokens", "new"),
+           rep.Column("prefill_tok_s", "prefill tok/s", ",.0f"), rep.Column("decode_tok_s", "decode tok/s", ",.0f"),
+           rep.Column("floor_tok_s", "floor tok/s (B=1)", ",.0f"),
+           rep.Column("same_tokens", "tokens equal llmfs", lambda r: "yes" if r["same_tokens"] else "no"))
+METRICS = ("prefill_tok_s", "decode_tok_s", "bandwidth_util")
+
+
 def format_table(rows: list[dict]) -> str:
-    head = ("| size | batch | engine | prompt | new | prefill tok/s | decode tok/s | floor tok/s (B=1) | "
-            "tokens equal llmfs |\n|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['size']} | {r['batch']} | {r['engine']} | {r['prompt_len']} | {r['new_tokens']} | "
-             f"{r['prefill_tok_s']:,.0f} | {r['decode_tok_s']:,.0f} | {r['floor_tok_s']:,.0f} | "
-             f"{'yes' if r['same_tokens'] else 'no'} |" for r in rows]
-    return "\n".join([head] + lines)
+    return rep.markdown_table(rows, COLUMNS)
+
+
+def report(sizes=None, *, quick: bool = False, new_tokens: int | None = None, hf: bool = True,
+           device: torch.device | str = "cpu", progress=None) -> dict:
+    """The generate report (report.py's shape): --quick = the tiny size, one repeat."""
+    from llmfs.bench.timing import environment
+
+    sizes = sizes or (["tiny"] if quick else ["small", "gpt2"])
+    check_sizes(sizes)
+    hf_installed = importlib.util.find_spec("transformers") is not None
+    env = environment(torch.device(device), "float32")  # before the run: its load average is the other jobs'
+    result = run(sizes, repeats=1 if quick else 3, new_tokens=new_tokens, hf=hf and hf_installed,
+                 progress=progress, device=device)
+    env["bandwidth_gb_s"] = result["bandwidth_gb_s"]
+    notes = [f"fp32 matvec bandwidth {result['bandwidth_gb_s']:.1f} GB/s; floor = bandwidth / fp32 weight bytes; "
+             f"best of {1 if quick else 3} interleaved runs",
+             *(line.removeprefix("- ") for line in summary(result))]
+    if hf and not hf_installed:
+        notes.append("transformers is not installed: no peer comparison (pip install 'llmfs[hf]')")
+    return rep.make("generate", env, KEYS, result["rows"], notes)
+
+
+def check_sizes(sizes) -> None:
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        from llmfs.errors import LlmfsError
+
+        raise LlmfsError(f"--size {unknown[0]}: use one of {', '.join(SIZES)}")
 
 
 def machine() -> str:
@@ -190,11 +235,7 @@ def machine() -> str:
 
 def main(sizes=None, new_tokens: int | None = None, hf: bool = True, out: str | None = None) -> None:
     sizes = sizes or ["small", "gpt2"]
-    unknown = [s for s in sizes if s not in SIZES]
-    if unknown:
-        from llmfs.errors import LlmfsError
-
-        raise LlmfsError(f"--size {unknown[0]}: use one of {', '.join(SIZES)}")
+    check_sizes(sizes)
     print(machine(), flush=True)
     result = run(sizes, new_tokens=new_tokens, hf=hf, progress=lambda r: print(
         f"{r['size']} B={r['batch']} {r['engine']}: prefill {r['prefill_tok_s']:,.0f} tok/s, decode "

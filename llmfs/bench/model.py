@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmfs.bench import report as rep
+from llmfs.bench.timing import saved_activation_mib as saved_mib
 from llmfs.config import from_dict
 from llmfs.model.config import ModelConfig
 from llmfs.model.transformer import Transformer
@@ -179,25 +181,13 @@ def interleaved_ms(runners: dict[str, Runner], step: str, *, rounds: int, chunk:
 
 
 def saved_activation_mib(runner: Runner) -> float:
-    """MiB of activations autograd saves for backward in one training forward (parameters excluded), counted
-    with saved-tensor hooks, each storage once: exact and independent of allocator noise and load."""
-    params = {p.untyped_storage().data_ptr() for p in runner.model.parameters()}
-    seen: set[int] = set()
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params and ptr not in seen:
-            seen.add(ptr)
-            total += t.untyped_storage().nbytes()
-        return t
-
-    runner.model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    """MiB of activations autograd saves for backward in one training forward (timing.saved_activation_mib)."""
+    def forward():
         logits = _logits(runner.model, runner.x)
         F.cross_entropy(logits.reshape(-1, logits.shape[-1]), runner.y.reshape(-1))
-    return total / 2**20
+
+    runner.model.train()
+    return saved_mib(forward, runner.model.parameters())
 
 
 def _high_water_kib() -> float:
@@ -268,13 +258,17 @@ def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, w
     return rows
 
 
+COLUMNS = (
+    rep.Column("size", "size"), rep.Column("variant", "variant"), rep.Column("params", "params", ",d"),
+    rep.Column("train_ms", "train ms/iter", ".1f"), rep.Column("train_tok_s", "train tok/s", ",.0f"),
+    rep.Column("fwd_ms", "fwd ms", ".1f"), rep.Column("fwd_tok_s", "fwd tok/s", ",.0f"),
+    rep.Column("vs_baseline", "train time vs baseline", lambda r: f"{r['vs_baseline']:.2f}x"),
+    rep.Column("saved_mib", "saved activations MiB", ".1f"), rep.Column("peak_mib", "peak MiB", ".0f"),
+)
+
+
 def format_table(rows: list[dict]) -> str:
-    head = ("| size | variant | params | train ms/iter | train tok/s | fwd ms | fwd tok/s | train time vs "
-            "baseline | saved activations MiB | peak MiB |\n|---|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['size']} | {r['variant']} | {r['params']:,} | {r['train_ms']:.1f} | {r['train_tok_s']:,.0f} | "
-             f"{r['fwd_ms']:.1f} | {r['fwd_tok_s']:,.0f} | {r['vs_baseline']:.2f}x | {r['saved_mib']:.1f} | "
-             f"{r['peak_mib']:.0f} |" for r in rows]
-    return "\n".join([head] + lines)
+    return rep.markdown_table(rows, COLUMNS)
 
 
 def main(argv=None) -> None:

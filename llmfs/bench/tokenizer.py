@@ -179,6 +179,69 @@ def _print_row(r: dict) -> None:
           f"tokenizers {t['encode_mb_s']:7.2f}")
 
 
+# ------------------------------------------------------------------------------- `llmfs bench tokenizer`
+KEYS = ("corpus", "vocab_size", "trainer")
+REPORT_FIGURES = ("seconds", "cpu_seconds", "peak_rss_mib", "bytes_per_token", "encode_mb_s", "encode_fast_mb_s")
+
+
+def builtin_corpus(path: Path, max_bytes: int, source: str = "builtin:stories") -> Path:
+    """The first `max_bytes` of an offline built-in corpus written as a text file, one `<|endoftext|>` line
+    between documents: the default input, so the suite runs with no data and no network."""
+    from llmfs.data.sources import iter_documents
+
+    parts, size = [], 0
+    for doc in iter_documents([source]):
+        parts.append(doc)
+        size += len(doc.encode("utf-8")) + len(SPECIALS[0]) + 2
+        if size >= max_bytes:
+            break
+    path.write_text(f"\n{SPECIALS[0]}\n".join(parts) + "\n", encoding="utf-8")
+    return path
+
+
+def flatten(rows: list[dict]) -> list[dict]:
+    """run()'s rows, one per (corpus, vocab size) with both trainers nested, as one report row per trainer."""
+    out = []
+    for r in rows:
+        for trainer in ("llmfs", "tokenizers"):
+            m = r[trainer]
+            row = {"corpus": r["corpus"], "vocab_size": r["vocab_size"], "trainer": trainer, "input_mb": r["input_mb"],
+                   **{k: m[k] for k in REPORT_FIGURES if k in m}}
+            if trainer == "llmfs":
+                row["time_vs_tokenizers"] = r["time_ratio"]
+            else:
+                row["from_file_seconds"] = r["tokenizers_file_seconds"]
+            out.append(row)
+    return out
+
+
+def report(paths: Sequence[str | Path], *, quick: bool = False, vocab_sizes: Sequence[int] | None = None,
+           workers: int = 1) -> dict:
+    """The tokenizer report (report.py's shape). Without `paths`, a built-in corpus is generated: 1 MB
+    (quick: 100 kB, vocab 512, one repeat)."""
+    import tempfile
+
+    import torch
+
+    from llmfs.bench import report as rep
+    from llmfs.bench.timing import environment
+
+    vocab_sizes = vocab_sizes or ((512,) if quick else (4096,))
+    env = environment(torch.device("cpu"), "n/a")
+    with tempfile.TemporaryDirectory() as tmp:
+        if not paths:
+            paths = [builtin_corpus(Path(tmp) / "builtin-stories.txt", 100_000 if quick else 1_000_000)]
+        for p in paths:
+            if not Path(p).is_file():
+                from llmfs.errors import LlmfsError
+
+                raise LlmfsError(f"--input {p}: not a file; pass a UTF-8 text file")
+        rows = run(paths, vocab_sizes, workers, repeats=1 if quick else 3)
+    notes = [f"best of {1 if quick else 3} runs per trainer, each in a fresh forked process; peak_rss_mib = peak "
+             "RSS growth while training; time_vs_tokenizers = llmfs time / the faster of tokenizers' two modes"]
+    return rep.make("tokenizer", env, KEYS, flatten(rows), notes)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m llmfs.bench.tokenizer", description=__doc__.splitlines()[0])
     p.add_argument("--input", nargs="+", required=True, help="text files to train on")
