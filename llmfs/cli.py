@@ -377,6 +377,20 @@ def bench_tokenizer(
                      compare=compare)
 
 
+@bench_app.command("grpo")
+def bench_grpo(
+    checkpoint: str = typer.Option(None, "--checkpoint", help="A chat checkpoint \\[default: a random-initialised "
+                                                               "small chat model]."),
+    steps: int = typer.Option(None, "--steps", min=2, help="Iterations timed per framework (the first is warm-up)."),
+    no_trl: bool = typer.Option(False, "--no-trl", help="Skip the TRL comparison."),
+    quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE,
+) -> None:
+    """GRPO samples/s: llmfs grpo vs TRL's GRPOTrainer on the same exported model, prompts and reward (CPU)."""
+    from llmfs.bench import suites
+
+    suites.grpo(checkpoint=checkpoint, steps=steps, trl=not no_trl, quick=quick, json_path=json, compare=compare)
+
+
 @bench_app.command("all")
 def bench_all(quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE) -> None:
     """Every suite in turn (train, generate, attention, tokenizer, moe) and one combined report."""

@@ -2,6 +2,7 @@
 
     llmfs bench grpo                      # a random-initialised chat model (d 128, 4 layers), 6 iterations each
     llmfs bench grpo --checkpoint runs/sft --steps 10 --json grpo.json
+    llmfs bench grpo --quick              # 2 prompts x 4 replies of <= 8 tokens, 3 iterations
 
 One iteration = sample `group` replies for each of `prompts` prompts (temperature 1, at most `new_tokens`
 tokens, stopping at the end-of-turn token), score them (exact match + 0.1 x format on builtin:arithmetic),
@@ -29,6 +30,9 @@ import time
 from pathlib import Path
 
 import torch
+
+from llmfs.bench import report as rep
+from llmfs.bench.timing import environment
 
 TASK = "builtin:arithmetic?level=1&n=400"
 
@@ -80,7 +84,7 @@ def run_llmfs(checkpoint: Path, s: Settings, work: Path) -> dict:
 
     recipe = from_dict(GRPORecipe, {
         "init_from": str(checkpoint),
-        "run": {"name": "llmfs-grpo", "out_dir": str(work), "seed": s.seed},
+        "run": {"name": "llmfs-grpo", "out_dir": str(work), "seed": s.seed, "device": "cpu"},
         "data": {"train": TASK, "prompts_per_step": s.prompts, "eval_prompts": 0},
         "grpo": {"group_size": s.group, "max_new_tokens": s.new_tokens, "temperature": 1.0, "epochs": 1,
                  "minibatch_size": s.replies, "rewards": {"exact_match": 1.0, "format": 0.1}, "kl_coef": 0.0,
@@ -144,47 +148,50 @@ def run_trl(checkpoint: Path, s: Settings, work: Path) -> dict:
     return {"framework": "trl", **_spread(seconds), "mean_reply_tokens": statistics.mean(lengths) if lengths else None}
 
 
-def bench(checkpoint: str | None = None, settings: Settings = Settings(), trl: bool = True) -> dict:
-    """{"settings", "env", "rows", "note"}; rows carry seconds per iteration and samples per second."""
+KEYS = ("framework",)
+COLUMNS = (
+    rep.Column("framework", "framework"),
+    rep.Column("median_s", "s / iteration (min-max)", lambda r: f"{r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f})"),
+    rep.Column("samples_per_s", "samples/s", ".1f"),
+    rep.Column("mean_reply_tokens", "mean reply tokens", ".1f"),
+    rep.Column("vs_trl", "vs TRL", lambda r: f"{r['vs_trl']:.2f}x" if "vs_trl" in r else ""),
+)
+METRICS = ("samples_per_s",)
+
+
+def run(checkpoint: str | None = None, *, quick: bool = False, steps: int | None = None, trl: bool = True,
+        progress=None) -> dict:
+    """The report (llmfs/bench/report.py shape): one row per framework, seconds per iteration and samples/s."""
     import importlib.util
 
     from llmfs import checkpoint as ck
 
-    env = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": "float32"}
-    note = ""
+    settings = QUICK if quick else Settings()
+    if steps is not None:
+        settings = dataclasses.replace(settings, steps=steps)
+    env = environment(torch.device("cpu"), "float32")
+    notes = [f"one iteration: {settings.prompts} prompts x {settings.group} replies, <= {settings.new_tokens} new "
+             f"tokens, one update; {settings.steps} iterations, the first left out as warm-up"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ckpt = ck.resolve(checkpoint) if checkpoint else random_chat_checkpoint(work / "model",
-                                                                                        seed=settings.seed)
-        rows.append(run_llmfs(ckpt, settings, work))
+        ckpt = ck.resolve(checkpoint) if checkpoint else random_chat_checkpoint(work / "model", seed=settings.seed)
+        runners = [("llmfs", run_llmfs)]
         if not trl:
-            note = "TRL skipped (--no-trl)"
+            notes.append("TRL skipped (--no-trl)")
         elif importlib.util.find_spec("trl") is None:
-            note = "TRL is not installed (pip install trl): llmfs only"
+            notes.append("TRL is not installed (pip install 'llmfs[trl]'): llmfs only")
         else:
             import trl as trl_module
 
             env["trl"] = trl_module.__version__
-            rows.append(run_trl(ckpt, settings, work))
-    for r in rows:
-        r["samples_per_s"] = settings.replies / r["median_s"]
+            runners.append(("trl", run_trl))
+        for name, runner in runners:
+            row = runner(ckpt, settings, work)
+            row["samples_per_s"] = settings.replies / row["median_s"]
+            rows.append(row)
+            if progress is not None:
+                progress(row)
     if len(rows) == 2:
         rows[0]["vs_trl"] = rows[0]["samples_per_s"] / rows[1]["samples_per_s"]
-    return {"suite": "grpo", "settings": dataclasses.asdict(settings), "env": env, "rows": rows, "note": note}
-
-
-def format_report(result: dict) -> str:
-    s = result["settings"]
-    lines = [f"GRPO iteration: {s['prompts']} prompts x {s['group']} replies, <= {s['new_tokens']} new tokens, "
-             f"{s['steps']} iterations (first = warm-up); " + ", ".join(f"{k} {v}" for k, v in result["env"].items()),
-             "", "| framework | s / iteration (median) | min - max | samples/s | mean reply tokens | vs TRL |",
-             "|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        length = f"{r['mean_reply_tokens']:.1f}" if r.get("mean_reply_tokens") is not None else "-"
-        ratio = f"{r['vs_trl']:.2f}x" if "vs_trl" in r else ("1.00x" if r["framework"] == "trl" else "-")
-        lines.append(f"| {r['framework']} | {r['median_s']:.3f} | {r['min_s']:.3f} - {r['max_s']:.3f} | "
-                     f"{r['samples_per_s']:.1f} | {length} | {ratio} |")
-    if result["note"]:
-        lines += ["", result["note"]]
-    return "\n".join(lines)
+    return rep.make("grpo", env, KEYS, rows, notes)

@@ -98,6 +98,14 @@ def generate(*, sizes=(), quick=False, new_tokens=None, hf=True, device=None, js
     return result
 
 
+def grpo(*, checkpoint=None, steps=None, trl=True, quick=False, json_path=None, compare=None) -> dict:
+    from llmfs.bench import grpo as suite
+
+    _check_compare(compare, "grpo")
+    result = suite.run(checkpoint, quick=quick, steps=steps, trl=trl, progress=_progress("grpo", suite.KEYS))
+    return rep.finish(result, suite.COLUMNS, suite.METRICS, json_path=json_path, compare_path=compare)
+
+
 def run_all(*, quick=False, device=None, json_path=None, compare=None) -> dict:
     """Every suite in turn (each printed as it finishes), then one report whose rows carry their `suite`."""
     _check_compare(compare, "all")

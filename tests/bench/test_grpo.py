@@ -1,36 +1,44 @@
-"""`llmfs bench grpo` in its quick settings: llmfs alone, and against TRL when trl is installed."""
+"""`llmfs bench grpo --quick`: llmfs alone, and against TRL on the exported model when trl is installed."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
-from llmfs.bench.grpo import QUICK, bench, format_report
+from llmfs.bench.grpo import QUICK
+from llmfs.cli import main
 
 
 def _check(row: dict) -> None:
-    for key in ("median_s", "min_s", "max_s", "samples_per_s"):
+    for key in ("median_s", "min_s", "max_s", "samples_per_s", "mean_reply_tokens"):
         assert math.isfinite(row[key]) and row[key] > 0, (key, row)
     assert row["min_s"] <= row["median_s"] <= row["max_s"]
     assert row["samples_per_s"] == pytest.approx(QUICK.replies / row["median_s"])
+    assert row["mean_reply_tokens"] <= QUICK.new_tokens
 
 
-def test_llmfs_only_without_trl():
-    result = bench(settings=QUICK, trl=False)
-    (row,) = result["rows"]
-    assert row["framework"] == "llmfs" and "TRL skipped" in result["note"]
+def test_llmfs_only_without_trl(tmp_path, capsys):
+    out = tmp_path / "grpo.json"
+    assert main(["bench", "grpo", "--quick", "--no-trl", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["suite"] == "grpo" and report["keys"] == ["framework"]
+    (row,) = report["rows"]
+    assert row["framework"] == "llmfs" and any("TRL skipped" in n for n in report["notes"])
     _check(row)
-    assert 1 <= row["mean_reply_tokens"] <= QUICK.new_tokens
-    assert "| llmfs |" in format_report(result)
+    assert "samples/s" in capsys.readouterr().out
 
 
-def test_against_trl_on_the_exported_model():
+def test_against_trl_on_the_exported_model(tmp_path):
     pytest.importorskip("trl")
-    result = bench(settings=QUICK)
-    llmfs_row, trl_row = result["rows"]
-    assert [r["framework"] for r in result["rows"]] == ["llmfs", "trl"] and result["env"]["trl"]
+    out = tmp_path / "grpo.json"
+    assert main(["bench", "grpo", "--quick", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    llmfs_row, trl_row = report["rows"]
+    assert [r["framework"] for r in report["rows"]] == ["llmfs", "trl"] and report["env"]["trl"]
     _check(llmfs_row)
     _check(trl_row)
     assert llmfs_row["vs_trl"] == pytest.approx(llmfs_row["samples_per_s"] / trl_row["samples_per_s"])
-    assert 1 <= trl_row["mean_reply_tokens"] <= QUICK.new_tokens
+    # --compare reads the earlier report and matches the llmfs row by its key
+    assert main(["bench", "grpo", "--quick", "--no-trl", "--compare", str(out)]) == 0
