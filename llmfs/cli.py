@@ -334,6 +334,7 @@ def bench_generate(
     sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) \\[default: small, gpt2]."),
     new_tokens: int = typer.Option(None, "--new-tokens", help="Decode steps per measurement."),
     no_hf: bool = typer.Option(False, "--no-hf", help="Skip the transformers comparison."),
+    compile: bool = typer.Option(False, "--compile", help="Add the compiled decode step (llmfs generate --compile)."),
     out: str = typer.Option(None, "--out", help="Also write the report (markdown) to this file."),
     quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE,
 ) -> None:
@@ -341,7 +342,7 @@ def bench_generate(
     from llmfs.bench import suites
 
     suites.generate(sizes=sizes, quick=quick, new_tokens=new_tokens, hf=not no_hf, device=device, json_path=json,
-                    compare=compare, out=out)
+                    compare=compare, out=out, compile=compile)
 
 
 @bench_app.command("attention")

@@ -94,9 +94,9 @@ def _hf_model(model, workdir: Path):
     return transformers.AutoModelForCausalLM.from_pretrained(workdir / "hf", dtype=torch.float32).eval()
 
 
-def _llmfs_call(model, prompts: torch.Tensor, n: int, use_cache: bool):
+def _llmfs_call(model, prompts: torch.Tensor, n: int, use_cache: bool, decoder=None):
     cfg = SamplingConfig(temperature=0, max_new_tokens=n)
-    return lambda: [c.ids for c in complete(model, prompts.tolist(), cfg, use_cache=use_cache)]
+    return lambda: [c.ids for c in complete(model, prompts.tolist(), cfg, use_cache=use_cache, decoder=decoder)]
 
 
 def _hf_call(hf, prompts: torch.Tensor, n: int):
@@ -121,10 +121,13 @@ def _best(calls: dict, repeats: int) -> tuple[dict, dict]:
 
 
 def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens: int | None = None,
-        hf: bool = True, progress=None, device: torch.device | str = "cpu") -> dict:
+        hf: bool = True, progress=None, device: torch.device | str = "cpu", compile: bool = False) -> dict:
     """{"bandwidth_gb_s", "rows": one dict per (size, batch, engine)}. `progress(row)` sees each row.
     Batch-1 rows carry `bandwidth_util` = decode tok/s / the bandwidth floor. Weights stay fp32 on every
-    device (the floor counts 4 bytes per weight)."""
+    device (the floor counts 4 bytes per weight). `compile` adds the engine "llmfs compiled" (the compiled
+    decode step of llmfs/infer/compiled_decode.py; its compilation happens in the warm-up call)."""
+    from llmfs.infer.compiled_decode import CompiledDecoder
+
     try:
         import transformers  # noqa: F401
     except ImportError:
@@ -145,6 +148,9 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
                                         generator=torch.Generator().manual_seed(B)).to(device)
                 engines = {"llmfs": lambda k: _llmfs_call(model, prompts, k, True),
                            "llmfs no-cache": lambda k: _llmfs_call(model, prompts, k, False)}
+                if compile:
+                    decoder = CompiledDecoder(model)
+                    engines["llmfs compiled"] = lambda k: _llmfs_call(model, prompts, k, True, decoder)
                 if hf_model is not None:
                     engines["transformers"] = lambda k: _hf_call(hf_model, prompts, k)
                 steps = {e: (n_unc if e == "llmfs no-cache" else n) for e in engines}
@@ -172,12 +178,12 @@ def summary(result: dict) -> list[str]:
     by = {(r["size"], r["batch"], r["engine"]): r for r in result["rows"]}
     lines = []
     for (size, batch, engine), r in by.items():
-        if engine != "llmfs":
+        if engine not in ("llmfs", "llmfs compiled"):
             continue
         hf = by.get((size, batch, "transformers"))
         vs_hf = f"{r['decode_tok_s'] / hf['decode_tok_s']:.2f}x transformers" if hf else "transformers not run"
         floor = f", {r['decode_tok_s'] / r['floor_tok_s']:.0%} of the bandwidth floor" if batch == 1 else ""
-        lines.append(f"- {size}, batch {batch}: llmfs decode {r['decode_tok_s']:,.0f} tok/s = {vs_hf}{floor}")
+        lines.append(f"- {size}, batch {batch}: {engine} decode {r['decode_tok_s']:,.0f} tok/s = {vs_hf}{floor}")
     return lines
 
 
@@ -195,7 +201,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def report(sizes=None, *, quick: bool = False, new_tokens: int | None = None, hf: bool = True,
-           device: torch.device | str = "cpu", progress=None) -> dict:
+           device: torch.device | str = "cpu", progress=None, compile: bool = False) -> dict:
     """The generate report (report.py's shape): --quick = the tiny size, one repeat."""
     from llmfs.bench.timing import environment
 
@@ -204,7 +210,7 @@ def report(sizes=None, *, quick: bool = False, new_tokens: int | None = None, hf
     hf_installed = importlib.util.find_spec("transformers") is not None
     env = environment(torch.device(device), "float32")  # before the run: its load average is the other jobs'
     result = run(sizes, repeats=1 if quick else 3, new_tokens=new_tokens, hf=hf and hf_installed,
-                 progress=progress, device=device)
+                 progress=progress, device=device, compile=compile)
     env["bandwidth_gb_s"] = result["bandwidth_gb_s"]
     notes = [f"fp32 matvec bandwidth {result['bandwidth_gb_s']:.1f} GB/s; floor = bandwidth / fp32 weight bytes; "
              f"best of {1 if quick else 3} interleaved runs",

@@ -80,13 +80,13 @@ def tokenizer(*, inputs=(), vocab_sizes=(), workers=1, quick=False, json_path=No
 
 
 def generate(*, sizes=(), quick=False, new_tokens=None, hf=True, device=None, json_path=None, compare=None,
-             out=None) -> dict:
+             out=None, compile=False) -> dict:
     from llmfs.bench import generate as suite
 
     suite.check_sizes(sizes)
     _check_compare(compare, "generate")
     result = suite.report(list(sizes) or None, quick=quick, new_tokens=new_tokens, hf=hf,
-                          device=_device(device), progress=_progress("generate", suite.KEYS))
+                          device=_device(device), progress=_progress("generate", suite.KEYS), compile=compile)
     result = rep.finish(result, suite.COLUMNS, suite.METRICS, json_path=json_path, compare_path=compare)
     if out is not None:
         from pathlib import Path
