@@ -75,6 +75,9 @@ class PretrainRecipe:
                 self.model.vocab_size < self.tokenizer.vocab_size:
             raise invalid("model.vocab_size", f"{self.model.vocab_size} is smaller than tokenizer.vocab_size "
                                               f"{self.tokenizer.vocab_size}")
+        if self.train.sample_tokens >= self.model.max_seq_len:
+            raise invalid("train.sample_tokens", f"{self.train.sample_tokens} sampled tokens do not fit the context "
+                                                 f"model.max_seq_len {self.model.max_seq_len} with a prompt; lower it")
         check_fits(self.schedule, self.train.max_steps)
 
 
@@ -157,7 +160,11 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
         prompts = [tokenizer.encode(p) for p in recipe.train.sample_prompts if p]
         if not prompts:
             return
-        cfg = SamplingConfig(temperature=0.8, top_k=50, max_new_tokens=recipe.train.sample_tokens)
+        # samples stay inside the context the model was trained on (and learned positions have no more)
+        room = recipe.model.max_seq_len - max(len(p) for p in prompts)
+        if room < 1:
+            return
+        cfg = SamplingConfig(temperature=0.8, top_k=50, max_new_tokens=min(recipe.train.sample_tokens, room))
         outs = generate(model, prompts, cfg, generator=torch.Generator(rt.device).manual_seed(step),
                         stop_ids=[tokenizer.eot_id] if tokenizer.eot_id is not None else [])
         for p, o in zip(recipe.train.sample_prompts, outs):

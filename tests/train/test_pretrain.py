@@ -180,6 +180,7 @@ def test_skip_budget_counts_and_continues(tmp_path, monkeypatch):
     ('optim.name="sgd"', "optim.name: 'sgd' is not one of 'adamw', 'adamw_scratch'"),
     ("data.micro_batch_size=3", None),
     ('data.text_field=" "', 'data.text_field: must name a column, e.g. "text" or "content"'),
+    ("train.sample_tokens=64", "train.sample_tokens: 64 sampled tokens do not fit the context model.max_seq_len 64"),
 ])
 def test_bad_recipe_values_fail_before_any_work(tmp_path, override, message):
     if message is None:
