@@ -12,12 +12,13 @@ checkpoint and return.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -191,6 +192,20 @@ class Stage:
     compile: bool = False  # torch.compile loss_fn: the model's forward and the loss in one graph
 
 
+class MoETerms(NamedTuple):
+    """What train_step reads from a model output besides the loss (zeros and () for a dense model)."""
+
+    aux_loss: torch.Tensor | float
+    z_loss: torch.Tensor | float
+    expert_load: tuple[torch.Tensor, ...]
+
+
+def _loss_and_moe_terms(loss_fn: Callable, model: torch.nn.Module, *tensors: torch.Tensor):
+    main, out = loss_fn(model, *tensors)
+    return main, MoETerms(getattr(out, "aux_loss", 0.0), getattr(out, "z_loss", 0.0),
+                          tuple(getattr(out, "expert_load", ())))
+
+
 def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime, stage: Stage,
                cadence: Cadence, progress: Progress, *, seed: int, grad_clip: float, metrics: Metrics,
                final_dir: Path, resumed_from: Path | None, peak: float | None) -> Path:
@@ -204,10 +219,11 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
     start, total = progress.step, cadence.total
     loss_fn = stage.loss_fn
     if stage.compile and loss_fn is not None:
-        # The forward *and* the loss in one graph: the loss's softmax and its backward fuse with the head, which
-        # compiling the module alone cannot do (nanoGPT shape on CPU: 1.15x eager for the module, 1.35x for both;
-        # docs/bench/nanogpt.md). Evaluation and sampling keep the eager model (their shapes vary).
-        loss_fn = torch.compile(loss_fn)
+        # The forward *and* the loss in one graph, so the loss's softmax and its backward can fuse with the head
+        # (compiling the module alone stops at the logits); only the loss and the MoE terms leave the graph, so
+        # the (B, T, V) logits need not be kept as an output. Measured in docs/bench/nanogpt.md. Evaluation and
+        # sampling keep the eager model (their shapes vary).
+        loss_fn = torch.compile(functools.partial(_loss_and_moe_terms, stage.loss_fn))
     last_saved = resumed_from
     tokens_since = 0
     try:

@@ -41,14 +41,14 @@ def test_scratch_adamw_equals_torch_adamw():
             torch.testing.assert_close(opt_b.state[pb][k], opt_a.state[pa][k], rtol=0, atol=0)
 
 
-def test_scratch_adamw_close_to_foreach_path():
+def test_scratch_adamw_close_to_the_fused_path():
     a, b = small_model(), small_model()
     opt_a = build_optimizer(a, OptimConfig(lr=3e-3), torch.device("cpu"))
     opt_b = build_optimizer(b, OptimConfig(name="adamw_scratch", lr=3e-3), torch.device("cpu"))
-    assert isinstance(opt_b, AdamWScratch) and opt_a.defaults["foreach"] is True
+    assert isinstance(opt_b, AdamWScratch) and opt_a.defaults["fused"] is True  # the CPU default
     run(a, opt_a), run(b, opt_b)
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(pb, pa, rtol=1e-6, atol=1e-7)
+    for pa, pb in zip(a.parameters(), b.parameters()):  # a fused kernel rounds differently: close, not equal
+        torch.testing.assert_close(pb, pa, rtol=1e-5, atol=1e-6)
 
 
 def test_decay_groups():
