@@ -141,6 +141,9 @@ def run_trl(checkpoint: Path, s: Settings, work: Path) -> dict:
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(hf)), reward_funcs=[reward], args=args,
                           train_dataset=data, processing_class=AutoTokenizer.from_pretrained(str(hf)),
                           callbacks=[Clock()])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # disable_tqdm makes the Trainer print every log dict instead
     start = time.perf_counter()
     trainer.train()
     marks = [start, *ends]
