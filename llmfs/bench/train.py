@@ -8,7 +8,8 @@ backward, grad-norm clip 1.0, AdamW from `build_optimizer`, zero_grad), on llmfs
   matmul rate measured on the spot in the step's matmul dtype (peak.py); on GPUs whose datasheet is known the
   MFU against the dense bf16 datasheet peak is shown too (`mfu_datasheet`).
 - memory: `saved_mib` = activations autograd keeps for backward (exact, any device); `state_mib` = weights +
-  gradients + AdamW moments; `peak_mib` = torch.cuda.max_memory_allocated on CUDA (no CPU equivalent).
+  gradients + AdamW moments; `peak_mib` = torch.cuda.max_memory_allocated on CUDA; on CPU (no allocator
+  statistics) the resident-memory growth of a fresh process running the same steps (`cpu_peak_mib`).
 - `--amp`: fp32 vs bf16 autocast (+ fp16 with a GradScaler on CUDA), each from the same init on the same
   batches for the same K steps, so `loss` (the K-th step's training loss) shows what the speed-up costs.
 - `--compile`: the same variants through `torch.compile`; a variant that fails to compile is reported in a
@@ -143,6 +144,35 @@ class Trainer:
         return (2 * weights + state) / 2**20
 
 
+def _cpu_peak_child(size: TrainSize, precision: str, steps: int, queue) -> None:
+    from llmfs.bench.model import _high_water_kib
+
+    before = _high_water_kib()
+    trainer = Trainer(size, precision, torch.device("cpu"))
+    for batch in make_batches(size, steps, torch.device("cpu")):
+        trainer.step(batch)
+    queue.put((_high_water_kib() - before) / 1024)
+
+
+def cpu_peak_mib(size: TrainSize, precision: str, steps: int = 3) -> float | None:
+    """Peak resident memory added by building the model and running `steps` training steps, measured in a fresh
+    spawned process (VmHWM growth, Linux only; it includes one-time thread-pool and kernel-library allocations:
+    compare rows, not totals). None where /proc is missing."""
+    import multiprocessing
+    import os
+
+    if not os.path.exists("/proc/self/status"):
+        return None
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_cpu_peak_child, args=(size, precision, steps, queue))
+    proc.start()
+    try:
+        return queue.get(timeout=600)
+    finally:
+        proc.join()
+
+
 def run_variant(size: TrainSize, precision: str, device: torch.device, *, compiled: bool, warmup: int,
                 repeats: int, peak_flops: float, datasheet: float | None) -> dict:
     """One row: `warmup + repeats` steps (K) from the same init on the same batches; the last loss is kept."""
@@ -163,6 +193,8 @@ def run_variant(size: TrainSize, precision: str, device: torch.device, *, compil
     if datasheet is not None:
         row["mfu_datasheet"] = flops / datasheet
     peak = peak_mib(device)
+    if device.type == "cpu" and not compiled:  # torch keeps no CPU allocator statistics: measure the process
+        peak = cpu_peak_mib(size, precision)
     row["saved_mib"] = trainer.saved_mib(make_batches(size, 1, device)[0])
     row["state_mib"] = trainer.state_mib()
     if peak is not None:
@@ -197,8 +229,8 @@ def run(sizes, device: torch.device, *, amp: bool = False, compile: bool = False
              + ", ".join(f"{p} {f / 1e12:.3f} TFLOP/s" for p, f in peaks.items())
              + (f"; datasheet dense bf16 {datasheet / 1e12:.0f} TFLOP/s" if datasheet else "")]
     if device.type == "cpu":
-        notes.append("CPU: no allocator statistics, so no peak MiB; saved act. + state MiB bound the training "
-                     "memory from below")
+        notes.append("CPU peak MiB: resident-memory growth of a fresh process building the model and running 3 "
+                     "steps (eager rows; includes one-time library allocations: compare rows, not totals)")
     rows = []
     for name in sizes:
         for prec in precs:

@@ -68,6 +68,7 @@ def test_train_amp_and_profile(tmp_path, capsys):
     assert [(r["size"], r["precision"], r["mode"]) for r in data["rows"]] == [("tiny", "fp32", "eager"),
                                                                               ("tiny", "bf16", "eager")]
     assert all(r["loss"] < math.log(512) + 1 for r in data["rows"])  # K steps from the same init and batches
+    assert all(r["peak_mib"] > 0 for r in data["rows"])  # CPU: measured in a fresh process (check_report: finite)
     assert set(data["env"]["matmul_peak_tflops"]) == {"fp32", "bf16"}
     traces = list(prof.glob("*.pt.trace.json"))
     assert traces and data["profile"]["trace_files"] == [str(p) for p in traces]
