@@ -331,7 +331,8 @@ def bench_train(
 
 @bench_app.command("generate")
 def bench_generate(
-    sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) \\[default: small, gpt2]."),
+    sizes: list[str] = typer.Option([], "--size", help="small, gpt2 or tiny (repeatable) \\[default: small; "
+                                                       "gpt2 takes minutes on a CPU]."),
     new_tokens: int = typer.Option(None, "--new-tokens", help="Decode steps per measurement."),
     no_hf: bool = typer.Option(False, "--no-hf", help="Skip the transformers comparison."),
     compile: bool = typer.Option(False, "--compile", help="Add the compiled decode step (llmfs generate --compile)."),

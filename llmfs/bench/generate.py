@@ -205,7 +205,7 @@ def report(sizes=None, *, quick: bool = False, new_tokens: int | None = None, hf
     """The generate report (report.py's shape): --quick = the tiny size, one repeat."""
     from llmfs.bench.timing import environment
 
-    sizes = sizes or (["tiny"] if quick else ["small", "gpt2"])
+    sizes = sizes or (["tiny"] if quick else ["small"])  # gpt2 (minutes on a CPU) on request: --size gpt2
     check_sizes(sizes)
     hf_installed = importlib.util.find_spec("transformers") is not None
     env = environment(torch.device(device), "float32")  # before the run: its load average is the other jobs'
