@@ -28,6 +28,34 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x.to(dt), self.weight.shape, self.weight.to(dt), bias, self.eps).to(x.dtype)
 
 
+class RMSNormFunction(torch.autograd.Function):
+    """y = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps) over the last dim, and its gradient by hand.
+
+    Autograd through the written-out formula runs ~10 small kernels backward; the gradient has a closed form:
+    with xhat = x * rstd and gy = dL/dy,
+        dL/dw = sum over rows of gy * xhat
+        dL/dx = rstd * (gy * w - xhat * mean(gy * w * xhat))     (the mean over the last dim)
+    (the LayerNorm gradient without the mean-subtraction terms). One forward + backward of the nanoGPT-shape
+    activations (12 x 64 x 128) takes 0.35 ms here against 0.65 ms through autograd and 0.57 ms for F.rms_norm on
+    CPU. Checked against autograd by `torch.autograd.gradcheck` in float64 (tests/model/test_norm.py).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        rstd = torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)  # (..., 1)
+        xhat = x * rstd  # (..., D)
+        ctx.save_for_backward(xhat, rstd, weight)
+        return xhat * weight
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor):
+        xhat, rstd, weight = ctx.saved_tensors
+        gw = (gy * xhat).reshape(-1, xhat.shape[-1]).sum(0) if ctx.needs_input_grad[1] else None  # (D,)
+        gxhat = gy * weight
+        gx = rstd * (gxhat - xhat * (gxhat * xhat).mean(-1, keepdim=True))
+        return gx, gw, None
+
+
 class RMSNorm(nn.Module):
     """y = x / sqrt(mean(x^2) + eps) * weight, in float32. No mean subtraction and no bias: RMSNorm has none
     (the `bias` argument is accepted for the shared constructor signature and must be False)."""
@@ -40,10 +68,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
-        # Written out rather than F.rms_norm: on CPU that is a composite of more kernels (~20% slower, fwd+bwd).
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # at least fp32; float64 stays float64
-        y = xf * torch.rsqrt((xf * xf).mean(-1, keepdim=True) + self.eps)  # (..., D) / rms over D
-        return (y * self.weight.to(xf.dtype)).to(x.dtype)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # at least fp32; float64 stays float64
+        # RMSNormFunction: a hand-written backward (fewer kernels than autograd through the formula, ~1.9x on CPU)
+        return RMSNormFunction.apply(x.to(dtype), self.weight.to(dtype), self.eps).to(x.dtype)
 
 
 NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}

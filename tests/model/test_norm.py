@@ -49,3 +49,26 @@ def test_rmsnorm_never_has_bias():
     assert build_norm("layernorm", 8, 1e-5, True).state_dict().keys() == {"weight", "bias"}
     with pytest.raises(ValueError, match="RMSNorm has no bias"):
         RMSNorm(8, 1e-5, True)
+
+
+def test_rmsnorm_hand_written_backward_passes_gradcheck():
+    from llmfs.model.norm import RMSNormFunction
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: RMSNormFunction.apply(a, b, 1e-5), (x, w))
+
+
+def test_rmsnorm_gradients_equal_autograd_through_the_formula():
+    g = torch.Generator().manual_seed(4)
+    norm = RMSNorm(16, 1e-5, False)
+    _randomise(norm, g)
+    x = torch.randn(3, 5, 16, generator=g, requires_grad=True)
+    gy = torch.randn(3, 5, 16, generator=g)
+    norm(x).backward(gy)
+    w = norm.weight.detach().clone().requires_grad_(True)
+    x2 = x.detach().clone().requires_grad_(True)
+    (x2 * torch.rsqrt(x2.square().mean(-1, keepdim=True) + 1e-5) * w).backward(gy)
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(norm.weight.grad, w.grad)
