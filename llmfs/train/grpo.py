@@ -33,8 +33,9 @@ from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig
 from llmfs.train.loop import prepare_training, save_checkpoint
-from llmfs.train.rl_common import (PromptDataConfig, RLTrainConfig, RewardScorer, evaluate_answers, minibatch_passes,
-                                   prepare_prompts, run_rl_loop, start_rl)
+from llmfs.tokenizer.chat import prompt_messages
+from llmfs.train.rl_common import (PromptDataConfig, RLTrainConfig, RewardScorer, evaluate_answers, load_reward,
+                                   minibatch_passes, prepare_prompts, run_rl_loop, start_rl)
 from llmfs.train.optim import OptimConfig
 from llmfs.train.schedule import ScheduleConfig, check_fits
 
@@ -56,12 +57,11 @@ class GRPOConfig:
     clip_high: float = option(0.2, gt=0, doc="DAPO's clip-higher when larger than clip_low")
     kl_coef: float = option(0.0, ge=0, doc="k3 KL to the reference; 0 = no reference model")
     aggregation: Literal["token", "sequence", "fixed_length"] = "token"
+    reward_weight: float = option(1.0, ge=0, doc="weight of the reward model's score (when reward_model is set)")
 
     def validate(self) -> None:
         from llmfs.align.rewards import REWARDS
 
-        if not self.rewards:
-            raise invalid("rewards", "needs at least one reward, e.g. {exact_match = 1.0}")
         for name in self.rewards:
             if name not in REWARDS:
                 raise invalid(f"rewards.{name}", f"unknown reward; use one of {', '.join(REWARDS)}")
@@ -70,6 +70,7 @@ class GRPOConfig:
 @dataclasses.dataclass(frozen=True)
 class GRPORecipe:
     init_from: str  # the policy to start from: an SFT checkpoint (it needs the chat template)
+    reward_model: str = ""  # a `reward` checkpoint whose score is added to the rule rewards; "" = rules only
     run: RunConfig = RunConfig(name="grpo")
     data: PromptDataConfig = PromptDataConfig()
     grpo: GRPOConfig = GRPOConfig()
@@ -81,6 +82,8 @@ class GRPORecipe:
     def validate(self) -> None:
         if not self.init_from:
             raise invalid("init_from", "name the SFT checkpoint to start from, e.g. init_from = \"runs/sft\"")
+        if not self.grpo.rewards and not self.reward_model:
+            raise invalid("grpo.rewards", "needs at least one reward, e.g. {exact_match = 1.0}, or a reward_model")
         check_fits(self.schedule, self.train.max_steps)
 
 
@@ -91,7 +94,7 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
     from llmfs.align.advantages import group_advantages, zero_variance_groups
     from llmfs.align.kl import kl_k3
     from llmfs.align.masked import masked_mean
-    from llmfs.align.policy_loss import AGGREGATIONS, clipped_policy_loss
+    from llmfs.align.policy_loss import AGGREGATIONS, clipped_policy_loss, entropy
     from llmfs.align.rollout import sample, score_logprobs, token_logprobs
     from llmfs.data.sft import batch_indices
     from llmfs.infer.sampling import SamplingConfig
@@ -120,6 +123,9 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
                                                     resume_from=resume_from)
     sampling = SamplingConfig(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)
     scorer = RewardScorer(g.rewards)
+    rm = None
+    if recipe.reward_model:  # raw scores: the group normalisation of the advantages makes their scale irrelevant
+        rm, _ = load_reward(recipe.reward_model, parent.tokenizer_path, rt.device)
     aggregate = AGGREGATIONS[g.aggregation]
     stats: dict[str, list[float]] = {}
 
@@ -132,6 +138,8 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
             kl = kl_k3(logp, ref_logp)
             per_token = per_token + g.kl_coef * kl
             stats.setdefault("kl", []).append(float(masked_mean(kl.detach(), mask)))
+        with torch.no_grad():  # logged, not optimised: GRPO has no entropy bonus
+            stats.setdefault("entropy", []).append(float(entropy(out.logits[:, :-1], mask)))
         stats.setdefault("clip_fraction", []).append(float(pl.clip_fraction))
         stats.setdefault("approx_kl", []).append(float(pl.approx_kl))
         stats.setdefault("ratio_dev", []).append(float(masked_mean((torch.exp(logp - old_logp) - 1).abs().detach(),
@@ -148,6 +156,13 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
         t_rollout = time.perf_counter() - t0
         errors_before = scorer.errors
         rewards = scorer(ro.texts, examples).to(rt.device)
+        rm_scores = None
+        if rm is not None:
+            from llmfs.align.reward import score
+
+            rm_scores = score(rm, tokenizer, [prompt_messages(r["prompt"], "prompt") for r in examples], ro.texts,
+                              batch_size=g.minibatch_size * 4).to(rt.device)
+            rewards = rewards + g.reward_weight * rm_scores
         if scorer.errors and not errors_before and main:
             metrics.message(f"a reward function raised (scored 0, counted as reward_errors): {scorer.first_error}")
         adv = group_advantages(rewards, g.group_size, scale=g.scale)[:, None] * ro.mask  # (N, L - 1)
@@ -170,6 +185,8 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
                   "reward_errors": scorer.errors,
                   "rollout_tok_per_s": float(ro.mask.sum()) / max(t_rollout, 1e-9),  # replies sampled
                   "optimise_tok_per_s": seq_tokens * passes / max(t_optimise, 1e-9)}  # forward + backward
+        if rm_scores is not None:
+            values["reward_model"] = float(rm_scores.mean())
         values.update({k: sum(v) / len(v) for k, v in stats.items()})
         values["clip_fraction_last_epoch"] = stats["clip_fraction"][-1]
         result = StepResult(loss=last.loss, aux_loss=0.0, grad_norm=last.grad_norm, finite=finite)

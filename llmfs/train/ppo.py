@@ -24,15 +24,14 @@ import torch
 
 from llmfs import checkpoint as ck
 from llmfs.config import from_dict, invalid, option
-from llmfs.errors import CheckpointError
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig
 from llmfs.train.loop import prepare_training, save_checkpoint
 from llmfs.tokenizer.chat import prompt_messages
 from llmfs.train.optim import OptimConfig
-from llmfs.train.rl_common import (PromptDataConfig, RLTrainConfig, RewardScorer, evaluate_answers, minibatch_passes,
-                                   prepare_prompts, run_rl_loop, start_rl)
+from llmfs.train.rl_common import (PromptDataConfig, RLTrainConfig, RewardScorer, evaluate_answers, load_reward,
+                                   minibatch_passes, prepare_prompts, run_rl_loop, start_rl)
 from llmfs.train.schedule import ScheduleConfig, check_fits
 
 
@@ -93,18 +92,6 @@ class PPORecipe:
         if self.reward_model and self.ppo.reward_weight == 0 and not self.ppo.rewards:
             raise invalid("ppo.reward_weight", "is 0 and there are no rule rewards: nothing to optimise")
         check_fits(self.schedule, self.train.max_steps)
-
-
-def load_reward(path: str, policy_tokenizer_path: Path, device):
-    """The reward model, refused before any rollout when it reads text with another tokenizer."""
-    from llmfs.align.reward import load_reward_model
-    from llmfs.tokenizer.hf import sha256
-
-    rm, rm_tok, ckpt = load_reward_model(path, device=device)
-    if ckpt.files[ck.TOKENIZER_FILE] != sha256(policy_tokenizer_path):
-        raise CheckpointError(f"reward_model {ckpt.path}: its tokenizer differs from the policy's "
-                              f"({policy_tokenizer_path}); train the reward model from the same SFT checkpoint")
-    return rm.requires_grad_(False), ckpt
 
 
 # ---------------------------------------------------------------------------------------------------- run

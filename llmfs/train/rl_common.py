@@ -187,3 +187,15 @@ def run_rl_loop(recipe, rt, trained: torch.nn.Module, optimizer: torch.optim.Opt
     finally:
         metrics.close()
         teardown(rt)
+
+
+def load_reward(path: str, policy_tokenizer_path: Path, device):
+    """The reward model, refused before any rollout when it reads text with another tokenizer."""
+    from llmfs.align.reward import load_reward_model
+    from llmfs.tokenizer.hf import sha256
+
+    rm, rm_tok, ckpt = load_reward_model(path, device=device)
+    if ckpt.files[ck.TOKENIZER_FILE] != sha256(policy_tokenizer_path):
+        raise CheckpointError(f"reward_model {ckpt.path}: its tokenizer differs from the policy's "
+                              f"({policy_tokenizer_path}); train the reward model from the same SFT checkpoint")
+    return rm.requires_grad_(False), ckpt

@@ -111,6 +111,22 @@ def test_grpo_clips_on_later_minibatches_and_raises_the_reward(full_run):
     ckpt = ck.open_checkpoint(final)
     assert ckpt.extra["stage"] == "grpo" and ck.TEMPLATE_FILE in ckpt.files
     assert {"accuracy", "stop_rate"} <= rows(final.parent, "eval")[-1].keys()
+    assert all(0 < r["entropy"] < 6 for r in train)  # nats over a 260-id vocabulary: at most ln 260 = 5.56
+
+
+def test_a_reward_model_adds_its_score_to_the_rule_rewards(tmp_path, base):
+    from .test_ppo import make_reward_ckpt
+
+    rm = make_reward_ckpt(tmp_path / "r", with_chat_tokens(ByteTokenizer()))
+    overrides = [f'reward_model="{rm}"', "train.max_steps=1", "train.save_every=0"]
+    only_rm = run(recipe(tmp_path / "a", base, *overrides, "grpo.rewards={}"), quiet=True)
+    both = run(recipe(tmp_path / "b", base, *overrides, "grpo.reward_weight=0.5"), quiet=True)
+    (a,) = rows(only_rm.parent)
+    (b,) = rows(both.parent)
+    assert a["reward"] == pytest.approx(a["reward_model"], abs=1e-6)  # the score alone, unnormalised
+    # the same seed samples the same replies: rule reward (has_e) + 0.5 x the same reward-model score
+    assert b["reward_model"] == pytest.approx(a["reward_model"], abs=1e-6)
+    assert 0 <= b["reward"] - 0.5 * b["reward_model"] <= 1  # what is left is the mean of has_e, in [0, 1]
 
 
 def test_stop_and_resume_is_bitwise_identical(tmp_path, base, full_run):
@@ -156,6 +172,10 @@ def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
     bad.write_text(p.read_text().replace(str(base), str(plain)))
     assert main(["grpo", str(bad)]) == 2
     assert "base model" in capsys.readouterr().err
+    bad.write_text(p.read_text().replace("rewards = { has_e = 1.0 }", "rewards = {}"))
+    assert main(["grpo", str(bad)]) == 2
+    assert "grpo.rewards: needs at least one reward, e.g. {exact_match = 1.0}, or a reward_model" in \
+        capsys.readouterr().err
     assert r.grpo.group_size == 8
 
 
