@@ -3,6 +3,7 @@ minibatches, reward rises, exact resume, reward errors counted, REINFORCE as a s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -181,34 +182,50 @@ def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
 
 @pytest.mark.slow
 def test_grpo_raises_held_out_arithmetic_accuracy_by_20_points(tmp_path):
-    """The acceptance run (~12 min on 2 CPU cores): recipes/small.toml pretrained 800 steps, an SFT on arithmetic,
-    word problems and greetings, a short second SFT on arithmetic and word problems that leaves greedy accuracy on
-    builtin:arithmetic level 1 between 10% and 60%, then recipes/grpo.toml (16 replies per prompt, lr 5e-5) for
-    100 iterations: held-out greedy accuracy on 200 prompts rises by at least 20 points. Measured 2026-11-29:
-    0.27 -> 0.52 (with 0.12 at iteration 20: the held-out curve is noisy, the training reward rose steadily
-    0.34 -> 0.56)."""
+    """The acceptance run (~10 min on 2 CPU cores): recipes/small.toml pretrained 800 steps, an SFT on arithmetic,
+    word problems and greetings, then short SFT rounds on arithmetic and word problems until greedy accuracy on
+    the held-out builtin:arithmetic level-1 prompts GRPO evaluates is between 10% and 60%; from there
+    recipes/grpo.toml (16 replies per prompt, lr 5e-5) for 100 iterations must raise it by at least 20 points.
+    Measured 2026-11-29 in two pipelines: 0.27 -> 0.52 and 0.00 -> 0.26 (the held-out curve is noisy from one
+    evaluation to the next; the training reward rose steadily, 0.34 -> 0.56 in the first)."""
     from llmfs.train.pretrain import PretrainRecipe
     from llmfs.train.pretrain import run as pretrain
+    from llmfs.train.rl_common import evaluate_answers, load_policy, prepare_prompts
     from llmfs.train.sft import SFTRecipe
     from llmfs.train.sft import run as sft
 
     root = Path(__file__).resolve().parents[2] / "recipes"
     out = f'run.out_dir="{tmp_path}"'
+    grpo = load_recipe(root / "grpo.toml", GRPORecipe, [
+        out, "data.eval_prompts=200", "optim.lr=5e-5", "grpo.group_size=16", "grpo.minibatch_size=64",
+        "train.max_steps=100", "train.eval_every=20", 'init_from="unset"'])
+
+    def held_out_accuracy(ckpt: Path) -> float:  # the evaluation GRPO runs at its step 0
+        model, tok, _ = load_policy(str(ckpt), "cpu")
+        room = model.cfg.max_seq_len - grpo.grpo.max_new_tokens
+        _, _, held, _ = prepare_prompts(grpo.data, tok, room, tmp_path / "cache", grpo.run.seed)
+        return evaluate_answers(model, tok, held, max_new_tokens=grpo.grpo.max_new_tokens,
+                                batch_size=max(grpo.grpo.minibatch_size, 16))["accuracy"]
+
     pretrain(load_recipe(root / "small.toml", PretrainRecipe, [
         out, "train.max_steps=800", "train.eval_every=400", "train.save_every=0", "schedule.warmup_steps=50"]),
         quiet=True)
-    sft(load_recipe(root / "sft.toml", SFTRecipe, [
+    start_from = sft(load_recipe(root / "sft.toml", SFTRecipe, [
         out, f'init_from="{tmp_path}/small"', "train.max_steps=500", "train.eval_every=250",
         'data.train="builtin:instructions?n=6000&tasks=arithmetic,word_problem,greeting"']), quiet=True)
-    sft(load_recipe(root / "sft.toml", SFTRecipe, [
-        out, 'run.name="sft-arithmetic"', f'init_from="{tmp_path}/sft"', "train.max_steps=250",
-        "train.eval_every=0", 'data.train="builtin:instructions?n=8000&tasks=arithmetic,word_problem"']), quiet=True)
-    final = run(load_recipe(root / "grpo.toml", GRPORecipe, [
-        out, f'init_from="{tmp_path}/sft-arithmetic"', "data.eval_prompts=200", "optim.lr=5e-5",
-        "grpo.group_size=16", "grpo.minibatch_size=64", "train.max_steps=100", "train.eval_every=20"]), quiet=True)
+    accuracy = held_out_accuracy(start_from)
+    for k in range(5):  # 100 more SFT steps at a time until the model is in the 10-60% window
+        if 0.10 <= accuracy <= 0.60:
+            break
+        start_from = sft(load_recipe(root / "sft.toml", SFTRecipe, [
+            out, f'run.name="sft-arithmetic-{k}"', f'init_from="{start_from}"', "train.max_steps=100",
+            "train.eval_every=0", "schedule.warmup_steps=10", "optim.lr=3e-4",
+            'data.train="builtin:instructions?n=8000&tasks=arithmetic,word_problem"']), quiet=True)
+        accuracy = held_out_accuracy(start_from)
+    assert 0.10 <= accuracy <= 0.60, f"no SFT round landed in the 10-60% window (last: {accuracy:.2f})"
+    final = run(dataclasses.replace(grpo, init_from=str(start_from)), quiet=True)
     evals = [r for r in map(json.loads, (final.parent / "metrics.jsonl").read_text().splitlines())
              if r["kind"] == "eval"]
     start, end = evals[0]["accuracy"], evals[-1]["accuracy"]
-    assert evals[0]["step"] == 0 and evals[-1]["step"] == 100
-    assert 0.10 <= start <= 0.60, f"the SFT model starts at {start:.2f}, outside the 10-60% window"
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 100 and start == pytest.approx(accuracy)
     assert end >= start + 0.20, f"held-out accuracy {start:.2f} -> {end:.2f}"
