@@ -1,7 +1,7 @@
 """Generation speed: prefill and decode tokens/s at batch 1 and 8, with and without the KV cache, side by side
 with `transformers`' `generate` on the same weights, and against the memory-bandwidth floor.
 
-    python -m llmfs.bench.generate            # or: llmfs bench generate [--size small --size gpt2]
+    llmfs bench generate [--size small --size gpt2]      # or: python -m llmfs.bench.generate
 
 Both libraries are timed end to end through their public call (`llmfs.infer.generate.complete`, HF
 `model.generate(do_sample=False)`), greedy, same prompt, no stop token. For each call with N new tokens:
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -228,29 +227,17 @@ def check_sizes(sizes) -> None:
         raise LlmfsError(f"--size {unknown[0]}: use one of {', '.join(SIZES)}")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python " \
-           f"{platform.python_version()}"
+def main(argv=None) -> None:
+    """`python -m llmfs.bench.generate [--size S ...]`: the same report as `llmfs bench generate`."""
+    import argparse
 
+    from llmfs.bench import suites
 
-def main(sizes=None, new_tokens: int | None = None, hf: bool = True, out: str | None = None) -> None:
-    sizes = sizes or ["small", "gpt2"]
-    check_sizes(sizes)
-    print(machine(), flush=True)
-    result = run(sizes, new_tokens=new_tokens, hf=hf, progress=lambda r: print(
-        f"{r['size']} B={r['batch']} {r['engine']}: prefill {r['prefill_tok_s']:,.0f} tok/s, decode "
-        f"{r['decode_tok_s']:,.0f} tok/s", flush=True))
-    report = "\n".join([f"{machine()}; fp32 matvec bandwidth {result['bandwidth_gb_s']:.1f} GB/s", "",
-                        format_table(result["rows"]), "", *summary(result)])
-    print(report)
-    if out is not None:
-        Path(out).write_text(report + "\n", encoding="utf-8")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", action="append", default=[], help="small, gpt2 or tiny (repeatable)")
+    p.add_argument("--compile", action="store_true")
+    a = p.parse_args(argv)
+    suites.generate(sizes=a.size, compile=a.compile)
 
 
 if __name__ == "__main__":
