@@ -3,7 +3,11 @@
     value_model = "shared":   the policy's own final hidden states feed a scalar value head (one forward; the
                               value loss also shapes the policy's features; cheap, what nanoGPT-sized RLHF uses)
     value_model = "separate": a second copy of the starting Transformer, used only for its hidden states (twice
-                              the compute; the critic cannot disturb the policy, as in InstructGPT)
+                              the compute; the critic cannot disturb the policy)
+    value_model = "reward":   a copy of the reward model, backbone and scalar head, read at every position (as
+                              InstructGPT, Ouyang et al. 2022, sec. C.4, and TRL's PPOTrainer initialise the
+                              critic): it starts out knowing which replies score well, so the first advantages
+                              are not the noise of a fresh head
 
 `forward(ids)` -> (policy output with `.logits`, values (B, T)): the value at position t estimates the return
 from the action taken there (emitting token t + 1), the same alignment as the log-probabilities
@@ -21,16 +25,27 @@ from torch import nn
 from llmfs.model.heads import ScalarHead
 
 VALUE_FILE = "value.safetensors"
+VALUE_MODELS = ("shared", "separate", "reward")  # PPOConfig.value_model is a Literal of the same names
 
 
 class ActorCritic(nn.Module):
     cfg = None  # not a Transformer: the DDP / FSDP helpers read no model options from it
 
-    def __init__(self, policy: nn.Module, value_model: str, *, generator: torch.Generator | None = None):
+    def __init__(self, policy: nn.Module, value_model: str, *, generator: torch.Generator | None = None,
+                 reward_model: nn.Module | None = None):
+        """`reward_model` (a RewardModel, copied, never changed) is required by value_model = "reward"."""
         super().__init__()
-        if value_model not in ("shared", "separate"):
-            raise ValueError(f"value_model must be 'shared' or 'separate', got {value_model!r}")
+        if value_model not in VALUE_MODELS:
+            raise ValueError(f"value_model must be one of {', '.join(VALUE_MODELS)}, got {value_model!r}")
         self.policy = policy
+        if value_model == "reward":
+            if reward_model is None:
+                raise ValueError("value_model = 'reward' needs the reward model to copy")
+            self.value_backbone = copy.deepcopy(reward_model.backbone)
+            self.value_head = copy.deepcopy(reward_model.head)
+            self.value_backbone.requires_grad_(True)
+            self.value_head.requires_grad_(True)
+            return
         self.value_backbone = copy.deepcopy(policy) if value_model == "separate" else None
         if self.value_backbone is not None:
             self.value_backbone.lm_head = None  # its logits are never used

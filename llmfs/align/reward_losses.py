@@ -9,6 +9,11 @@
 - Reward centering (Eisenstein et al. 2023, "Helping or Herding?", section 3): coef * mean((r_c + r_r)^2),
   which pins the scale's free offset: the pairwise losses only see differences, so without it the mean reward
   drifts; with it a pair's rewards sum to about zero and the reward is comparable across prompts.
+- Language-model regularisation (Yang et al. 2024, "Regularizing Hidden States Enables Learning Generalizable
+  Reward Model for LLMs", the SFT regulariser): coef * the next-token cross-entropy of the chosen replies, read
+  from the same final hidden states through the parent's lm_head. The pairwise loss alone lets fine-tuning
+  overwrite what the backbone knew (whether 58 + 7 is 65, who went to the park); keeping it predicting the good
+  replies keeps that knowledge where the head can read it.
 
 Every function returns the mean over the pairs of the batch (a scalar).
 """
@@ -34,6 +39,13 @@ def margin_ranking(chosen: torch.Tensor, rejected: torch.Tensor, margin: float |
 def centering(chosen: torch.Tensor, rejected: torch.Tensor, coef: float) -> torch.Tensor:
     """coef * mean((r_c + r_r)^2)."""
     return coef * (chosen.float() + rejected.float()).pow(2).mean()
+
+
+def reply_lm_loss(hidden: torch.Tensor, lm_weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the targeted positions: hidden (B, T, D) final-norm states, lm_weight
+    (V, D) the lm_head matrix, targets (B, T) the next id or -100 where nothing is predicted."""
+    logits = F.linear(hidden, lm_weight)  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
 def pairwise_loss(chosen: torch.Tensor, rejected: torch.Tensor, *, loss: str, margin: float | torch.Tensor = 1.0,

@@ -128,3 +128,15 @@ def pair_batch(pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor, torch.Tens
     """ids (2B, T) (chosen rows, then rejected rows, right-padded), index (2B,) of each last id, margins (B,)."""
     ids, mask = pad_rows([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
     return ids, last_index(mask), torch.tensor([p.margin for p in pairs], dtype=torch.float32)
+
+
+def chosen_reply_targets(pairs: list[Pair], T: int) -> torch.Tensor:
+    """(B, T) next-token targets of the chosen rows of `pair_batch` (T = its width): at position t the id at t + 1
+    when that id is part of the chosen reply (its text and `<|end|>`, the rendering's suffix), else -100, which
+    `F.cross_entropy` ignores. For `reward.lm_coef` (`llmfs/train/reward.py`)."""
+    targets = torch.full((len(pairs), T), -100, dtype=torch.long)
+    for k, p in enumerate(pairs):
+        n = len(p.chosen)
+        start = max(1, n - p.chosen_tokens - 1)  # the first reply id (the cut may have removed part of the reply)
+        targets[k, start - 1:n - 1] = torch.tensor(p.chosen[start:], dtype=torch.long)
+    return targets

@@ -55,7 +55,7 @@ class PPOConfig:
     gamma: float = option(1.0, ge=0, le=1)
     lam: float = option(0.95, ge=0, le=1)
     whiten_advantages: bool = True
-    value_model: Literal["shared", "separate"] = "shared"
+    value_model: Literal["shared", "separate", "reward"] = "shared"  # llmfs/align/actor_critic.py
     epochs: int = option(4, ge=1)
     minibatch_size: int = option(8, ge=1)
     clip: float = option(0.2, gt=0, lt=1)
@@ -89,6 +89,9 @@ class PPORecipe:
             raise invalid("init_from", "name the SFT checkpoint to start from, e.g. init_from = \"runs/sft\"")
         if not self.reward_model and not self.ppo.rewards:
             raise invalid("reward_model", "give a reward checkpoint, or rule rewards in [ppo] rewards")
+        if self.ppo.value_model == "reward" and not self.reward_model:
+            raise invalid("ppo.value_model", "\"reward\" copies the reward model into the critic; give reward_model "
+                          "or use \"shared\" / \"separate\"")
         if self.reward_model and self.ppo.reward_weight == 0 and not self.ppo.rewards:
             raise invalid("ppo.reward_weight", "is 0 and there are no rule rewards: nothing to optimise")
         check_fits(self.schedule, self.train.max_steps)
@@ -125,7 +128,8 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
 
     # --------------------------------------------------------------------------------------------- models
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    model = ActorCritic(policy, p.value_model, generator=torch.Generator().manual_seed(recipe.run.seed)).to(rt.device)
+    model = ActorCritic(policy, p.value_model, generator=torch.Generator().manual_seed(recipe.run.seed),
+                        reward_model=rm).to(rt.device)
 
     def read_state(ckpt: ck.Checkpoint) -> dict:
         state = {f"policy.{k}": v for k, v in ck.read_weights(ckpt, policy).items()}

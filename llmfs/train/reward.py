@@ -8,7 +8,8 @@ run(recipe) reads top to bottom:
   -> final checkpoint (kind "reward", parent recorded, held-out reward mean / std and metrics in `extra`).
 
 Loss (`[reward]`, `llmfs/align/reward_losses.py`): Bradley-Terry or margin ranking on the chosen and rejected
-rewards of each pair, plus optional reward centering; the mean over the pairs of each micro-batch, so the
+rewards of each pair, plus optional reward centering and the optional next-token loss of the chosen replies
+(`lm_coef`, through the tied embedding, or a frozen copy of an untied parent's lm_head that is never saved); the mean over the pairs of each micro-batch, so the
 equal-sized micro-batches of accumulation and DDP average to the mean over the global batch.
 
 Evaluation on held-out pairs (before training, at each `eval_every`, at the end): the loss, pairwise accuracy
@@ -60,6 +61,8 @@ class RewardConfig:
     margin: float = option(1.0, ge=0, doc="the margin of loss = \"margin\" (when margin_field is empty)")
     margin_field: str = ""  # a numeric record field giving each pair's margin (loss = "margin")
     center_coef: float = option(0.0, ge=0, doc="reward centering coef * mean((r_c + r_r)^2); 0 = off")
+    lm_coef: float = option(0.0, ge=0, doc="+ coef * next-token loss on the chosen replies (keeps the parent's "
+                            "knowledge; Yang et al. 2024); 0 = off")
     length_warning: float = option(0.3, gt=0, le=1, doc="warn when |corr(reward, reply tokens)| exceeds it")
 
     def validate(self) -> None:
@@ -122,8 +125,8 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
         precision: str | None = None, quiet: bool = False) -> Path:
     """Train a reward model, checkpoint it and return the final checkpoint directory."""
     from llmfs.align.reward import RewardModel
-    from llmfs.align.reward_losses import pairwise_loss
-    from llmfs.data.preference import FIELDS, build_pairs, pair_batch
+    from llmfs.align.reward_losses import pairwise_loss, reply_lm_loss
+    from llmfs.data.preference import FIELDS, build_pairs, chosen_reply_targets, pair_batch
     from llmfs.data.records import split_records
     from llmfs.data.sft import batch_indices
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
@@ -146,6 +149,12 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     if seq_len > cfg.max_seq_len:
         raise LlmfsError(f"data.seq_len {seq_len} is longer than the model's context (max_seq_len "
                          f"{cfg.max_seq_len}); lower data.seq_len")
+    # The next-token logits of lm_coef: the tied embedding (trained with the backbone), or a frozen copy of an
+    # untied parent's lm_head (not part of the reward model, so neither saved nor trained; a resume reads it again).
+    lm_weight = None
+    if recipe.reward.lm_coef > 0:
+        lm_weight = (backbone.embed_tokens.weight if cfg.tie_embeddings
+                     else backbone.lm_head.weight.detach().clone().to(rt.device))
     model = RewardModel(cfg, backbone=backbone, generator=torch.Generator().manual_seed(recipe.run.seed))
     model = model.to(rt.device)
     pad_id = start.pad_id
@@ -176,15 +185,21 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     def batches(step: int):
         idx = batch_indices(step, data.batch_size, len(train_pairs), recipe.run.seed)
         mine = [train_pairs[i] for i in idx[rank::world]]
-        micro = [tuple(t.to(rt.device) for t in pair_batch(mine[k * micro_pairs:(k + 1) * micro_pairs], pad_id))
-                 for k in range(accum)]
+        micro = []
+        for k in range(accum):
+            pairs = mine[k * micro_pairs:(k + 1) * micro_pairs]
+            ids, index, margins = pair_batch(pairs, pad_id)
+            targets = chosen_reply_targets(pairs, ids.shape[1]) if lm_weight is not None else None
+            micro.append(tuple(t.to(rt.device) if t is not None else None for t in (ids, index, margins, targets)))
         return micro, sum(len(p.chosen) + len(p.rejected) for p in mine) * world
 
-    def loss_fn(m, ids, index, margins):
+    def loss_fn(m, ids, index, margins, targets):
         rewards, out = m(ids, index)  # (2B,): chosen rows, then rejected rows
         chosen, rejected = rewards.chunk(2)
         loss = pairwise_loss(chosen, rejected, loss=rw.loss, margin=margins if margin_field else rw.margin,
                              center_coef=rw.center_coef)
+        if targets is not None:  # the chosen rows' next-token loss on their reply ids
+            loss = loss + rw.lm_coef * reply_lm_loss(out.hidden[:len(chosen)], lm_weight, targets)
         return loss, out
 
     last_eval: dict = {}  # {"step", "metrics"} of the latest evaluation, for the checkpoint's extra

@@ -8,7 +8,8 @@ import typing
 import pytest
 import torch
 
-from llmfs.align.reward_losses import LOSSES, bradley_terry, centering, margin_ranking, pairwise_loss
+from llmfs.align.reward_losses import (LOSSES, bradley_terry, centering, margin_ranking, pairwise_loss,
+                                      reply_lm_loss)
 
 
 def test_bradley_terry_by_hand():
@@ -55,3 +56,26 @@ def test_gradient_of_bradley_terry_is_sigmoid_of_minus_the_difference():
     # d/dr_c -log sigmoid(d) = -(1 - sigmoid(d)) = -sigmoid(-d), d = 0.5
     assert float(chosen.grad) == pytest.approx(-1 / (1 + math.exp(0.5)))
     assert float(rejected.grad) == pytest.approx(1 / (1 + math.exp(0.5)))
+
+
+def test_reply_lm_loss_by_hand():
+    # two positions predicted, one ignored; vocab of 2 with lm_weight = identity, so the logits are the hidden
+    hidden = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [5.0, 5.0]]])  # (1, 3, 2)
+    targets = torch.tensor([[1, 0, -100]])
+    # position 0: logits (0, 0), target 1: log 2; position 1: logits (2, 0), target 0: log(1 + e^-2)
+    want = (math.log(2) + math.log(1 + math.exp(-2))) / 2
+    assert float(reply_lm_loss(hidden, torch.eye(2), targets)) == pytest.approx(want, rel=1e-6)
+
+
+def test_reply_lm_loss_is_the_language_models_own_loss():
+    from llmfs.model.config import ModelConfig
+    from llmfs.model.transformer import Transformer
+
+    cfg = ModelConfig(vocab_size=50, max_seq_len=16, d_model=32, n_layers=1, n_heads=4, tie_embeddings=False)
+    net = Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    ids = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(1))
+    out = net(ids, return_hidden=True)
+    targets = torch.full((2, 10), -100)
+    targets[:, 4:9] = ids[:, 5:]  # the last five ids, predicted from the position before
+    want = torch.nn.functional.cross_entropy(out.logits[:, 4:9].flatten(0, 1), ids[:, 5:].flatten())
+    assert float(reply_lm_loss(out.hidden, net.lm_head.weight, targets)) == pytest.approx(float(want), rel=1e-5)

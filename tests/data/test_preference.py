@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from llmfs.data.preference import FIELDS, build_pairs, last_index, pad_rows, pair_batch
+from llmfs.data.preference import FIELDS, build_pairs, chosen_reply_targets, last_index, pad_rows, pair_batch
 from llmfs.data.records import split_records
 from llmfs.tokenizer.chat import prompt_messages
 from llmfs.errors import DataError
@@ -92,6 +92,24 @@ def test_pair_batch_puts_chosen_rows_first():
     assert (ids[torch.arange(4), index] == END_ID).all()
     assert tuple(ids[0, :len(pairs[0].chosen)].tolist()) == pairs[0].chosen
     assert tuple(ids[3, :len(pairs[1].rejected)].tolist()) == pairs[1].rejected
+
+
+def test_chosen_reply_targets_are_the_reply_ids_shifted_left():
+    pairs, _ = build_pairs([rec(chosen="hi"), rec(prompt="hello there", chosen="yes", rejected="no")], TOK, 64,
+                           source="s")
+    ids, _, _ = pair_batch(pairs, pad_id=0)
+    targets = chosen_reply_targets(pairs, ids.shape[1])
+    for k, reply in enumerate(("hi", "yes")):
+        n = len(pairs[k].chosen)
+        want = [-100] * ids.shape[1]
+        want[n - len(reply) - 2:n - 1] = [*reply.encode(), END_ID]  # predicted from the position before each id
+        assert targets[k].tolist() == want
+        picked = targets[k] != -100  # the ids they predict are the next ones in the chosen row
+        assert (ids[k, 1:][picked[:-1]] == targets[k][picked]).all()
+    # a cut that removes the start of the reply keeps the rest as targets, from position 0
+    cut, _ = build_pairs([rec(chosen="a long reply", rejected="no")], TOK, 8, source="s")
+    t = chosen_reply_targets(cut, 8)
+    assert t[0].tolist() == [*b"g reply", END_ID][1:] + [-100]
 
 
 def test_records_from_a_jsonl_file_with_field_mapping_and_a_hash_split(tmp_path):

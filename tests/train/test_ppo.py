@@ -146,6 +146,9 @@ def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
     bad.write_text(p.read_text().replace("rewards = { has_e = 1.0 }", ""))
     assert main(["ppo", str(bad)]) == 2
     assert "give a reward checkpoint, or rule rewards" in capsys.readouterr().err
+    bad.write_text(p.read_text().replace("epochs = 3", 'epochs = 3\nvalue_model = "reward"'))
+    assert main(["ppo", str(bad)]) == 2
+    assert "ppo.value_model" in capsys.readouterr().err
 
 
 def make_reward_ckpt(path: Path, tokenizer) -> Path:
@@ -165,9 +168,11 @@ def make_reward_ckpt(path: Path, tokenizer) -> Path:
 
 
 def test_reward_model_scores_and_normalises_the_rollouts(tmp_path, base):
+    """With the critic copied from the reward model (value_model = "reward", trained apart from it): its weights
+    travel in value.safetensors."""
     rm = make_reward_ckpt(tmp_path / "r", with_chat_tokens(ByteTokenizer()))
     final = run(recipe(tmp_path, base, f'reward_model="{rm}"', "train.max_steps=2", "train.save_every=0",
-                       "train.eval_every=2"), quiet=True)
+                       "train.eval_every=2", 'ppo.value_model="reward"'), quiet=True)
     train = rows(final.parent)
     assert all("reward_model" in r for r in train)
     stats = ck.open_checkpoint(final).extra["reward_stats"]
@@ -175,6 +180,11 @@ def test_reward_model_scores_and_normalises_the_rollouts(tmp_path, base):
     assert "eval_reward_model" in rows(final.parent, "eval")[-1]
     table = [r for r in rows(final.parent, "sample") if r["step"] == 2]
     assert 0 < len(table) <= 4 and {"prompt", "reply", "reward_model", "reward"} <= table[0].keys()
+    from safetensors.torch import load_file
+
+    value = load_file(str(final / "value.safetensors"))
+    assert not any(k.startswith("value_backbone.layers.1.") for k in value)  # the reward model's 1 layer, not 2
+    assert not torch.equal(value["value_head.score.weight"], load_file(str(rm / ck.MODEL_FILE))["head.score.weight"])
 
 
 def test_a_reward_model_with_another_tokenizer_is_refused(tmp_path, base, capsys):

@@ -130,14 +130,29 @@ def format_json(rng: random.Random) -> tuple[str, str, str]:
             answer, answer)
 
 
-GREETINGS = (("Hello!", "Hello! How can I help you today?"), ("Hi there.", "Hi! What can I do for you?"),
-             ("Good morning!", "Good morning! How can I help?"), ("Hey, how are you?",
-                                                                 "I am doing well, thank you. How can I help you?"),
-             ("Thank you!", "You are welcome!"), ("Goodbye!", "Goodbye! Have a nice day."))
+HELLOS = ("Hello", "Hi", "Hey", "Hi there", "Good morning", "Good afternoon", "Good evening")
+THANKS = ("Thank you!", "Thanks!", "Thanks a lot!", "Thank you so much!")
+GOODBYES = ("Goodbye!", "Bye!", "See you later!", "Bye for now!")
 
 
 def greeting(rng: random.Random) -> tuple[str, str, str]:
-    text, reply = rng.choice(GREETINGS)
+    """A greeting, a thank-you or a goodbye, answered politely; a name given is used in the reply. Built from
+    parts (a few hundred distinct turns) so the content-hash split holds out turns shaped like the trained ones,
+    not the one fixed phrase that happened to hash into validation."""
+    hello, kind = rng.choice(HELLOS), rng.randrange(6)
+    name = _name(rng)[0]
+    if kind == 0:
+        text, reply = f"{hello}!", f"{hello}! How can I help you today?"
+    elif kind == 1:
+        text, reply = f"{hello}! I am {name}.", f"{hello}, {name}! How can I help you today?"
+    elif kind == 2:
+        text, reply = f"{hello}, my name is {name}.", f"Nice to meet you, {name}! What can I do for you?"
+    elif kind == 3:
+        text, reply = f"{hello}, how are you?", "I am doing well, thank you. How can I help you?"
+    elif kind == 4:
+        text, reply = rng.choice(THANKS), "You are welcome!"
+    else:
+        text, reply = rng.choice(GOODBYES), "Goodbye! Have a nice day."
     return text, reply, reply
 
 
