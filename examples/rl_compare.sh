@@ -27,6 +27,6 @@ $LLMFS grpo recipes/grpo.toml "${COMMON[@]}" --set run.name=reinforce --set "grp
     --set grpo.group_size=1 --set 'grpo.scale="none"' --set grpo.epochs=1 --set data.prompts_per_step=64 \
     --set grpo.minibatch_size=64
 $LLMFS ppo recipes/ppo.toml "${COMMON[@]}" --set run.name=ppo --set 'reward_model=""' --set "ppo.rewards=$REWARDS" \
-    --set data.prompts_per_step=64 --set ppo.max_new_tokens=24
+    --set 'ppo.value_model="shared"' --set data.prompts_per_step=64 --set ppo.max_new_tokens=24
 
 $PYTHON examples/rl_compare_plot.py "$OUT/grpo" "$OUT/reinforce" "$OUT/ppo" --out "$OUT/rl_compare.png"
