@@ -46,6 +46,20 @@ def test_train_and_valid_share_no_example(spec):
     assert valid and train and not train & valid
 
 
+def test_sft_conversations_never_hold_the_sums_grpo_holds_out():
+    """builtin:instructions keys arithmetic conversations by their expression, as builtin:arithmetic does: the
+    sums held out for GRPO's evaluation are held out of SFT too (before, 146 of 5146 leaked)."""
+    from llmfs.data.builtin import arithmetic as A
+    from llmfs.data.builtin import instructions as I
+
+    held = {r["expression"] for r in A.generate("valid", 0, 400, level=1)}
+    sft = [r for r in I.generate("train", 0, 3000, tasks="arithmetic")]
+    expressions = {r["messages"][-1]["content"].split(" = ")[0] for r in sft}
+    assert held and expressions and not held & expressions
+    valid = {r["messages"][-1]["content"].split(" = ")[0] for r in I.generate("valid", 0, 300, tasks="arithmetic")}
+    assert held & valid  # they are in the held-out conversations instead
+
+
 def test_stories_size_and_shape():
     texts = [r["text"] for r in records("builtin:stories?size=50000")]
     valid = [r["text"] for r in records("builtin:stories?size=50000", split="valid")]

@@ -210,6 +210,15 @@ def conversation(rng: random.Random, weights: dict[str, int] = WEIGHTS) -> dict:
     return {"messages": messages, "task": kind, "answer": answer, "level": LEVELS[kind]}
 
 
+def split_key(record: dict) -> str:
+    """The text whose hash decides a conversation's split: its user turns, except for arithmetic, whose key is
+    the expression (what `builtin:arithmetic` hashes), so a sum held out there is held out here too and an SFT
+    model never trains on the sums GRPO evaluates it on."""
+    if record["task"] == "arithmetic":
+        return record["messages"][-1]["content"].split(" = ", 1)[0]  # the reply starts "{expr} = {value}"
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
+
+
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
              tasks: str = "") -> Iterator[dict]:
     """`n` conversations of one split; membership by the hash of the conversation's user turns. `tasks`: a
@@ -225,7 +234,7 @@ def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction:
     produced = 0
     while produced < n:
         record = conversation(rng, weights)
-        key = "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
+        key = split_key(record)
         if not wanted(key, split, valid_fraction):
             continue
         produced += 1
