@@ -41,15 +41,13 @@ class ActorCritic(nn.Module):
         if value_model == "reward":
             if reward_model is None:
                 raise ValueError("value_model = 'reward' needs the reward model to copy")
-            self.value_backbone = copy.deepcopy(reward_model.backbone)
-            self.value_head = copy.deepcopy(reward_model.head)
-            self.value_backbone.requires_grad_(True)
-            self.value_head.requires_grad_(True)
-            return
-        self.value_backbone = copy.deepcopy(policy) if value_model == "separate" else None
-        if self.value_backbone is not None:
-            self.value_backbone.lm_head = None  # its logits are never used
-        self.value_head = ScalarHead(policy.cfg.d_model, generator=generator)
+            self.value_backbone = copy.deepcopy(reward_model.backbone).requires_grad_(True)  # the copy trains
+            self.value_head = copy.deepcopy(reward_model.head).requires_grad_(True)
+        else:
+            self.value_backbone = copy.deepcopy(policy) if value_model == "separate" else None
+            if self.value_backbone is not None:
+                self.value_backbone.lm_head = None  # its logits are never used
+            self.value_head = ScalarHead(policy.cfg.d_model, generator=generator)
 
     def forward(self, ids: torch.Tensor):
         out = self.policy(ids, return_hidden=self.value_backbone is None)

@@ -9,8 +9,9 @@ run(recipe) reads top to bottom:
 
 Loss (`[reward]`, `llmfs/align/reward_losses.py`): Bradley-Terry or margin ranking on the chosen and rejected
 rewards of each pair, plus optional reward centering and the optional next-token loss of the chosen replies
-(`lm_coef`, through the tied embedding, or a frozen copy of an untied parent's lm_head that is never saved); the mean over the pairs of each micro-batch, so the
-equal-sized micro-batches of accumulation and DDP average to the mean over the global batch.
+(`lm_coef`, through the tied embedding, or a frozen copy of an untied parent's lm_head that is never saved); the
+mean over the pairs of each micro-batch, so the equal-sized micro-batches of accumulation and DDP average to the
+mean over the global batch.
 
 Evaluation on held-out pairs (before training, at each `eval_every`, at the end): the loss, pairwise accuracy
 (a tie counts as wrong), mean margin r_c - r_r, accuracy per `defect` kind when records have one, the Pearson
@@ -151,12 +152,13 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
                          f"{cfg.max_seq_len}); lower data.seq_len")
     # The next-token logits of lm_coef: the tied embedding (trained with the backbone), or a frozen copy of an
     # untied parent's lm_head (not part of the reward model, so neither saved nor trained; a resume reads it again).
-    lm_weight = None
-    if recipe.reward.lm_coef > 0:
-        lm_weight = (backbone.embed_tokens.weight if cfg.tie_embeddings
-                     else backbone.lm_head.weight.detach().clone().to(rt.device))
+    untied_head = (backbone.lm_head.weight.detach().clone()  # RewardModel drops lm_head: copy it first
+                   if recipe.reward.lm_coef > 0 and not cfg.tie_embeddings else None)
     model = RewardModel(cfg, backbone=backbone, generator=torch.Generator().manual_seed(recipe.run.seed))
     model = model.to(rt.device)
+    lm_weight = None
+    if recipe.reward.lm_coef > 0:
+        lm_weight = model.backbone.embed_tokens.weight if cfg.tie_embeddings else untied_head.to(rt.device)
     pad_id = start.pad_id
 
     # ------------------------------------------------------------------------------------------- data

@@ -221,8 +221,9 @@ def split_key(record: dict) -> str:
 
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
              tasks: str = "") -> Iterator[dict]:
-    """`n` conversations of one split; membership by the hash of the conversation's user turns. `tasks`: a
-    comma-separated subset of TASKS (their relative weights kept), e.g. "arithmetic,word_problem"; "" = all."""
+    """`n` conversations of one split; membership by the hash of `split_key` (the user turns; for arithmetic the
+    sum). `tasks`: a comma-separated subset of TASKS (their relative weights kept), e.g. "arithmetic,word_problem";
+    "" = all."""
     weights = WEIGHTS
     if tasks:
         names = [t.strip() for t in tasks.split(",") if t.strip()]
