@@ -52,12 +52,64 @@ def test_sft_conversations_never_hold_the_sums_grpo_holds_out():
     from llmfs.data.builtin import arithmetic as A
     from llmfs.data.builtin import instructions as I
 
+    def sums(split, n):
+        return {A.expression_in(r["messages"][-2]["content"]) for r in I.generate(split, 0, n, tasks="arithmetic")}
+
     held = {r["expression"] for r in A.generate("valid", 0, 400, level=1)}
-    sft = [r for r in I.generate("train", 0, 3000, tasks="arithmetic")]
-    expressions = {r["messages"][-1]["content"].split(" = ")[0] for r in sft}
+    expressions = sums("train", 3000)
     assert held and expressions and not held & expressions
-    valid = {r["messages"][-1]["content"].split(" = ")[0] for r in I.generate("valid", 0, 300, tasks="arithmetic")}
-    assert held & valid  # they are in the held-out conversations instead
+    assert held & sums("valid", 300)  # they are in the held-out conversations instead
+
+
+@pytest.mark.parametrize("expr", ["3 + 5", "47 + 18", "85 + 47", "47 - 18", "100 - 1", "47 - 45", "45 * 7",
+                                  "(23 + 9) * 4", "((312 - 45) + 80) * 3", "5 + 9 - 3", "999 + 1", "1000 - 999"])
+def test_worked_solution_recomputed_column_by_column(expr):
+    """Every line of `worked` is a true single-digit fact, the columns are the operands' digits ones first with
+    the carries / borrows of the column before, and each step's result is assembled from its columns."""
+    from llmfs.data.builtin.arithmetic import worked
+
+    text, value = worked(expr)
+    assert value == evaluate(expr)
+    lines = text.split("\n")
+    steps = re.findall(r"(\d+)([-+*])(\d+)", expr.replace(" ", ""))  # only the first operand of a chain
+    left = int(re.match(r"\(*(\d+)", expr).group(1))
+    ops = re.findall(r"([-+*]) (\d+)", expr)
+    assert len(ops) >= len(steps)
+    for op, right in ((o, int(r)) for o, r in ops):
+        result = evaluate(f"{left} {op} {right}")
+        columns = []
+        while not lines[0].startswith(f"{left}{op}{right}="):
+            columns.append(lines.pop(0))
+        assert lines.pop(0) == f"{left}{op}{right}={result}"
+        if max(left, right) < 10:
+            assert columns == []  # one fact
+        else:
+            carry, digits = 0, []
+            a, b = str(left)[::-1], str(right)[::-1]
+            for i, line in enumerate(columns):
+                expr_part, out = line.split("=")
+                x = int(a[i])
+                if op == "*":
+                    want, got = x * right + carry, int(out)
+                    assert expr_part == f"{x}*{right}" + (f"+{carry}" if carry else "") and got == want
+                    carry, digits = want // 10, digits + [want % 10]
+                elif op == "+":
+                    y = int(b[i]) if i < len(b) else 0
+                    want = x + y + carry
+                    assert expr_part == f"{x}+{y}" + ("+1" if carry else "") and int(out) == want
+                    carry, digits = want // 10, digits + [want % 10]
+                else:
+                    y = int(b[i]) if i < len(b) else 0
+                    d = x - y - carry
+                    borrowed = d < 0
+                    assert expr_part == ("1" if borrowed else "") + f"{x}-{y}" + ("-1" if carry else "")
+                    assert int(out) == d + 10 * borrowed
+                    carry, digits = int(borrowed), digits + [d + 10 * borrowed]
+            assert len(columns) == len(a)
+            top = int(columns[-1].split("=")[1]) if op != "-" else digits[-1]
+            assert int(str(top) + "".join(map(str, digits[-2::-1]))) == result
+        left = result
+    assert lines == []
 
 
 def test_stories_size_and_shape():
@@ -116,6 +168,9 @@ def items_of(prompt: str) -> list[str]:
 
 
 def test_instruction_gold_answers_are_correct():
+    from llmfs.data.builtin import arithmetic as A
+    from llmfs.data.builtin.arithmetic import worked
+
     rs = records("builtin:instructions?n=1500")
     kinds = set()
     for r in rs:
@@ -127,11 +182,15 @@ def test_instruction_gold_answers_are_correct():
         assert msgs[-1]["role"] == "assistant" and msgs[-2]["role"] == "user"
         prompt, reply = msgs[-2]["content"], msgs[-1]["content"]
         if task in ("word_problem", "arithmetic"):
-            work, final = reply.split("\n")
-            left, value = work.rsplit(" = ", 1)
-            assert evaluate(left) == int(value) == int(answer) and final == f"Answer: {answer}"
-            numbers = re.findall(r"\d+", prompt if task == "word_problem" else prompt.split("?")[0])
-            assert re.findall(r"\d+", left) == numbers
+            numbers = re.findall(r"\d+", prompt)
+            if task == "arithmetic":
+                expr = A.expression_in(prompt)
+                assert re.findall(r"\d+", expr) == numbers
+            else:  # the operations the story names, on its numbers in order
+                ops = {"more. How": "+", "away.": "-", "in each box": "*", "then loses": "+-"}
+                expr = next(" ".join(n + " " + o for n, o in zip(numbers, op)) + " " + numbers[-1]
+                            for key, op in ops.items() if key in prompt)
+            assert evaluate(expr) == int(answer) and reply == f"{worked(expr)[0]}\nAnswer: {answer}"
         elif task == "list_reverse":
             assert answer == reply == ", ".join(items_of(prompt)[::-1])
         elif task == "list_sort":
@@ -164,6 +223,7 @@ def test_preferences_have_labelled_real_defects():
     rs = records("builtin:preferences?n=600")
     defects = {r["defect"] for r in rs}
     assert defects == {"wrong_answer", "off_topic", "rude", "truncated", "repetitive", "ignores_format"}
+    kinds = set()
     for r in rs:
         chosen, rejected, d = r["chosen"], r["rejected"], r["defect"]
         assert chosen != rejected and r["prompt"][-1]["role"] == "user"
@@ -180,6 +240,31 @@ def test_preferences_have_labelled_real_defects():
             from llmfs.align.rewards import exact_match
 
             assert exact_match(rejected, {"answer": r["chosen"].split("Answer: ")[-1]}) == 0.0
+            if r["task"] != "list_count":
+                kinds.add(wrong_work_kind(r))
+    assert kinds == {"result", "misread"}  # both kinds of wrong sums occur
+
+
+def wrong_work_kind(r) -> str:
+    """A wrong sum either keeps every column and states the result wrong, or is the true working of the prompt's
+    problem with one operand misread by 1-3."""
+    from llmfs.data.builtin.arithmetic import expression_in, worked
+
+    chosen, rejected = r["chosen"].split("\n"), r["rejected"].split("\n")
+    if rejected[:-2] == chosen[:-2]:
+        return "result"
+    assert r["task"] == "arithmetic"
+    tokens = expression_in(r["prompt"][-1]["content"]).replace("(", "").replace(")", "").split()
+    candidates = []
+    for i in range(0, len(tokens), 2):
+        for d in (-3, -2, -1, 1, 2, 3):
+            t = tokens[:]
+            t[i] = str(int(t[i]) + d)
+            if int(t[i]) >= 0:
+                text, value = worked(" ".join(t))
+                candidates.append(f"{text}\nAnswer: {value}")
+    assert r["rejected"] in candidates, (r["chosen"], r["rejected"])
+    return "misread"
 
 
 def test_bad_specs_are_clear_errors():

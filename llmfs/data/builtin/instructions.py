@@ -6,7 +6,7 @@ word problems (`exact_match` in `llmfs/align/rewards.py` reads both), and `level
 (`LEVELS`). Task kinds:
 
 - `story_qa`: a short story in the prompt and a question about it (who / where / what)
-- `word_problem`: arithmetic word problems, worked in one line, ending `Answer: N`
+- `word_problem`: arithmetic word problems, worked column by column (`arithmetic.worked`), ending `Answer: N`
 - `arithmetic`: the prompts of `builtin:arithmetic` (levels 1-3), worked the same way
 - `list_reverse`, `list_sort`, `list_count`, `list_longest`: small list tasks
 - `format_upper`, `format_bullets`, `format_json`: formatting tasks
@@ -61,25 +61,27 @@ def word_problem(rng: random.Random) -> tuple[str, str, str]:
     a, b = rng.randint(2, 30), rng.randint(2, 20)
     if kind == "add":
         q = f"{name} has {a} {thing}. {he.capitalize()} gets {b} more. How many {thing} does {he} have now?"
-        work, value = f"{a} + {b} = {a + b}", a + b
+        expr = f"{a} + {b}"
     elif kind == "sub":
         a, b = max(a, b), min(a, b)
         q = f"{name} had {a} {thing} and gave {b} away. How many {thing} are left?"
-        work, value = f"{a} - {b} = {a - b}", a - b
+        expr = f"{a} - {b}"
     elif kind == "mul":
         a, b = rng.randint(2, 9), rng.randint(2, 9)
         q = f"{name} has {a} boxes with {b} {thing} in each box. How many {thing} is that in total?"
-        work, value = f"{a} * {b} = {a * b}", a * b
+        expr = f"{a} * {b}"
     else:
         c = rng.randint(1, a + b)
         q = f"{name} has {a} {thing}, finds {b} more, then loses {c}. How many {thing} does {he} have?"
-        work, value = f"{a} + {b} - {c} = {a + b - c}", a + b - c
+        expr = f"{a} + {b} - {c}"
+    work, value = A.worked(expr)
     return q, f"{work}\nAnswer: {value}", str(value)
 
 
 def arithmetic(rng: random.Random) -> tuple[str, str, str]:
-    expr, value = A.expression(rng, A.LEVELS[rng.randint(1, 3)])
-    return rng.choice(A.PROMPTS).format(expr=expr), f"{expr} = {value}\nAnswer: {value}", str(value)
+    expr, _ = A.expression(rng, A.LEVELS[rng.randint(1, 3)])
+    work, value = A.worked(expr)
+    return rng.choice(A.PROMPTS).format(expr=expr), f"{work}\nAnswer: {value}", str(value)
 
 
 def _items(rng: random.Random) -> list[str]:
@@ -215,7 +217,7 @@ def split_key(record: dict) -> str:
     the expression (what `builtin:arithmetic` hashes), so a sum held out there is held out here too and an SFT
     model never trains on the sums GRPO evaluates it on."""
     if record["task"] == "arithmetic":
-        return record["messages"][-1]["content"].split(" = ", 1)[0]  # the reply starts "{expr} = {value}"
+        return A.expression_in(record["messages"][-2]["content"])  # the prompt's sum
     return "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
 
 

@@ -3,7 +3,8 @@
 Built on `builtin:instructions`: `prompt` is the conversation up to the graded user turn (a list of messages),
 `chosen` is the gold reply, and `rejected` is the gold reply damaged in one way, named in `defect`:
 
-- `wrong_answer`: a different number, a shuffled list, another name from the story
+- `wrong_answer`: a different number (the result stated wrong under right columns, or, for sums, the right
+  working of a misread operand), a shuffled list, another name from the story
 - `off_topic`: the gold reply of an unrelated task
 - `rude`: the right content wrapped in contempt
 - `truncated`: cut off in the middle
@@ -20,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
+from llmfs.data.builtin import arithmetic as A
 from llmfs.data.builtin import instructions as I
 from llmfs.data.builtin import words as W
 
@@ -30,9 +32,14 @@ RUDE = ("Ugh, obviously: {r} Stop wasting my time.", "That is a silly question. 
 
 def wrong_answer(rng: random.Random, record: dict, reply: str) -> str | None:
     task, answer = record["task"], record["answer"]
-    if task in ("word_problem", "arithmetic"):
-        wrong = int(answer) + rng.choice((-3, -2, -1, 1, 2, 3, 10))
-        return reply.replace(f"= {answer}", f"= {wrong}").replace(f"Answer: {answer}", f"Answer: {wrong}")
+    if task == "arithmetic" and rng.random() < 0.5:
+        misread = _misread(rng, A.expression_in(record["messages"][-2]["content"]), int(answer))
+        if misread is not None:
+            return misread
+    if task in ("word_problem", "arithmetic"):  # the columns right, the result stated wrong
+        wrong = int(answer) + rng.choice([d for d in (-3, -2, -1, 1, 2, 3, 10) if int(answer) + d >= 0])
+        *work, result, _ = reply.split("\n")
+        return "\n".join([*work, result.rsplit("=", 1)[0] + f"={wrong}", f"Answer: {wrong}"])
     if task in ("list_reverse", "list_sort"):
         items = answer.split(", ")
         shuffled = items[:]
@@ -54,6 +61,23 @@ def wrong_answer(rng: random.Random, record: dict, reply: str) -> str | None:
                 wrong = rng.choice([o for o in options if o != answer])
                 return wrong[0].upper() + wrong[1:] + "."
     return None
+
+
+def _misread(rng: random.Random, expr: str, answer: int) -> str | None:
+    """A reply that works, correctly, a problem with one operand misread (off by 1-3): consistent columns, a wrong
+    answer, so a reward model has to check the work against the prompt. None when the change is not valid."""
+    tokens = expr.replace("(", "").replace(")", "").split()
+    i = rng.randrange(0, len(tokens), 2)
+    tokens[i] = str(int(tokens[i]) + rng.choice((-3, -2, -1, 1, 2, 3)))
+    value = int(tokens[0])
+    for op, right in zip(tokens[1::2], map(int, tokens[2::2])):
+        if right < 0 or (op == "-" and right > value) or (op == "*" and not 2 <= right <= 9):
+            return None
+        value = A.APPLY[op](value, right)
+    if int(tokens[0]) < 0 or value == answer:
+        return None
+    work, value = A.worked(" ".join(tokens))
+    return f"{work}\nAnswer: {value}"
 
 
 def off_topic(rng: random.Random, record: dict, reply: str) -> str | None:
@@ -90,7 +114,7 @@ def ignores_format(rng: random.Random, record: dict, reply: str) -> str | None:
         obj = json.loads(reply)
         return f"name is {obj['name']}, age is {obj['age']}, color is {obj['color']}"
     if task in ("word_problem", "arithmetic"):
-        return reply.splitlines()[0]  # the working without the `Answer:` line
+        return "\n".join(reply.splitlines()[:-1])  # the working without the `Answer:` line
     return None
 
 
