@@ -42,8 +42,10 @@ class Stop:
 
 
 def check_run_dir(run_dir: Path, recipe_text: str, resume: bool, force: bool) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh run; refuse a changed recipe unless forced."""
-    has_ckpt = (run_dir / "latest").is_file()
+    """The checkpoint to resume from, or None for a fresh run; refuse a changed recipe unless forced. A finished
+    run counts even without step checkpoints (save_every = 0): its `final/` holds the resume state, so running it
+    again with more steps continues it instead of starting over on top of its metrics."""
+    has_ckpt = (run_dir / "latest").is_file() or (run_dir / "final" / ck.CONFIG_FILE).is_file()
     if not has_ckpt:
         if resume:
             raise LlmfsError(f"--resume: {run_dir} has no checkpoint to resume from")

@@ -137,6 +137,19 @@ def test_changed_recipe_refused_unless_forced(tmp_path):
         run(tiny(tmp_path, "run.name=other"), resume=True, quiet=True)
 
 
+def test_finished_run_without_step_checkpoints_continues_from_final(tmp_path):
+    """save_every = 0 leaves only final/: a longer run of the same recipe continues it (steps 7-10 appended, the
+    same losses as one 10-step run), it neither starts over nor silently appends a second run's metrics."""
+    steps = ("train.save_every=0", "schedule.name=\"constant\"", "schedule.warmup_steps=0", "log.every=1")
+    run(tiny(tmp_path / "a", "train.max_steps=6", *steps), quiet=True)
+    with pytest.raises(LlmfsError, match=r"holds a run with a different recipe \(changed: train.max_steps\)"):
+        run(tiny(tmp_path / "a", "train.max_steps=10", *steps), quiet=True)
+    final = run(tiny(tmp_path / "a", "train.max_steps=10", *steps), force=True, quiet=True)
+    whole = run(tiny(tmp_path / "b", "train.max_steps=10", *steps), quiet=True)
+    assert [r["step"] for r in records(final.parent)] == [r["step"] for r in records(whole.parent)]
+    assert [r["loss"] for r in records(final.parent)] == [r["loss"] for r in records(whole.parent)]
+
+
 def test_non_finite_loss_stops_before_the_update(tmp_path, monkeypatch):
     import llmfs.train.step as S
 
