@@ -260,9 +260,11 @@ def wrong_work_kind(r) -> str:
         for d in (-3, -2, -1, 1, 2, 3):
             t = tokens[:]
             t[i] = str(int(t[i]) + d)
-            if int(t[i]) >= 0:
+            try:
                 text, value = worked(" ".join(t))
-                candidates.append(f"{text}\nAnswer: {value}")
+            except ValueError:  # a two-digit multiplier
+                continue
+            candidates.append(f"{text}\nAnswer: {value}")
     assert r["rejected"] in candidates, (r["chosen"], r["rejected"])
     return "misread"
 

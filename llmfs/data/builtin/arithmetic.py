@@ -116,15 +116,23 @@ COLUMNS = {"+": _column_add, "-": _column_sub, "*": _column_mul}
 APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
+def operands(expr: str) -> tuple[int, list[tuple[str, int]]]:
+    """`(23 + 9) * 4` -> (23, [("+", 9), ("*", 4)]): the first number, then each step's operator and operand."""
+    tokens = expr.replace("(", "").replace(")", "").split()  # [a, op, b, op, c, ...]
+    return int(tokens[0]), list(zip(tokens[1::2], map(int, tokens[2::2])))
+
+
 def worked(expr: str) -> tuple[str, int]:
     """The column-by-column solution of `expr` (the format `expression` writes: integers, + - *, evaluated left
     to right, parentheses only around the left part) and its value. A step whose operands both have one digit is
     one fact (`3+5=8`); a longer step works its columns, ones first, then states its result: the result's digits
     are the last digit of each column line read upwards, the top column written whole (`8+4+1=13` over `5+7=12`
     gives 132). No spaces: this tokenizer gives every space its own token."""
-    tokens = expr.replace("(", "").replace(")", "").split()  # [a, op, b, op, c, ...]
-    value, lines = int(tokens[0]), []
-    for op, right in zip(tokens[1::2], map(int, tokens[2::2])):
+    value, ops = operands(expr)
+    lines = []
+    for op, right in ops:
+        if op == "*" and right >= 10:
+            raise ValueError(f"worked({expr!r}): a multiplier has one digit")
         result = APPLY[op](value, right)
         if max(value, right) >= 10:
             lines += COLUMNS[op](value, right)

@@ -66,17 +66,19 @@ def wrong_answer(rng: random.Random, record: dict, reply: str) -> str | None:
 def _misread(rng: random.Random, expr: str, answer: int) -> str | None:
     """A reply that works, correctly, a problem with one operand misread (off by 1-3): consistent columns, a wrong
     answer, so a reward model has to check the work against the prompt. None when the change is not valid."""
-    tokens = expr.replace("(", "").replace(")", "").split()
-    i = rng.randrange(0, len(tokens), 2)
-    tokens[i] = str(int(tokens[i]) + rng.choice((-3, -2, -1, 1, 2, 3)))
-    value = int(tokens[0])
-    for op, right in zip(tokens[1::2], map(int, tokens[2::2])):
+    first, ops = A.operands(expr)
+    numbers = [first, *(right for _, right in ops)]
+    i = rng.randrange(0, 2 * len(numbers) - 1, 2) // 2  # (the draw of the token index in `a + b * c`)
+    numbers[i] += rng.choice((-3, -2, -1, 1, 2, 3))
+    value = numbers[0]
+    for (op, _), right in zip(ops, numbers[1:]):
         if right < 0 or (op == "-" and right > value) or (op == "*" and not 2 <= right <= 9):
             return None
         value = A.APPLY[op](value, right)
-    if int(tokens[0]) < 0 or value == answer:
+    if numbers[0] < 0 or value == answer:
         return None
-    work, value = A.worked(" ".join(tokens))
+    misread = " ".join([str(numbers[0]), *(f"{op} {n}" for (op, _), n in zip(ops, numbers[1:]))])
+    work, value = A.worked(misread)
     return f"{work}\nAnswer: {value}"
 
 
