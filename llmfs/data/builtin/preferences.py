@@ -68,7 +68,7 @@ def _misread(rng: random.Random, expr: str, answer: int) -> str | None:
     answer, so a reward model has to check the work against the prompt. None when the change is not valid."""
     first, ops = A.operands(expr)
     numbers = [first, *(right for _, right in ops)]
-    i = rng.randrange(0, 2 * len(numbers) - 1, 2) // 2  # (the draw of the token index in `a + b * c`)
+    i = rng.randrange(0, 2 * len(numbers) - 1, 2) // 2  # a token position in `a op b op c`, halved: one number
     numbers[i] += rng.choice((-3, -2, -1, 1, 2, 3))
     value = numbers[0]
     for (op, _), right in zip(ops, numbers[1:]):
