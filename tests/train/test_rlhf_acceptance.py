@@ -8,8 +8,9 @@ Not reached yet, so expected failures (xfail) at run time while every other asse
   after the arithmetic split fix of builtin:instructions, then worked sums); every other kind 98.3-100%, overall
   95.2-96.4% (2026-11-29). The SFT model itself ranks 91% of the held-out wrong answers below the right ones.
 - #10, the reward-model score rising by one reward std: from this SFT model the samples already score about as
-  high as the gold replies, and 100 iterations left the held-out score flat (2.39 -> 2.36 and 1.92 -> 1.87, KL
-  under 0.7; reward std 2.54 and 2.49; 2026-11-29). docs/bench/rlhf.md has the runs.
+  high as the gold replies, and 100 iterations left the held-out score flat (2.39 -> 2.36, 1.92 -> 1.87 and, with
+  worked sums, 1.94 -> 2.03; KL under 0.7; reward std 2.54, 2.49, 2.48; 2026-11-29). docs/bench/rlhf.md has the
+  runs.
 
 #11 passes: with worked sums the SFT model starts at 0.31 on held-out level-2 arithmetic and recipes/grpo.toml takes
 it to 0.59 in 300 iterations (0.515 at 200; 2026-11-29, about 25 minutes).
