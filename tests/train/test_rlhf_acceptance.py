@@ -1,7 +1,7 @@
 """The acceptance runs of issues #9 (`llmfs reward`), #10 (`llmfs ppo`) and #11 (`llmfs grpo`) on the README's
 recipes, CPU only: pretrain recipes/small.toml -> recipes/sft.toml -> recipes/reward.toml -> recipes/ppo.toml, and
-recipes/grpo.toml from the same SFT model, each stage reading the checkpoint the previous one wrote. Slow (about
-55 minutes on 2 CPU cores); the chain is built once per module and the tests read it.
+recipes/grpo.toml from the same SFT model, each stage reading the checkpoint the previous one wrote. Slow (45 minutes
+on 2 CPU cores, 2026-11-29); the chain is built once per module and the tests read it.
 
 Not reached yet, so expected failures (xfail) at run time while every other assertion is hard:
 - #9, wrong_answer >= 80%: measured 66.4%, 74.4% and 69.3% in three runs of the chain (one-line sums before and
