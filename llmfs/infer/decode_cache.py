@@ -5,8 +5,11 @@ overhead matters most.
 Per decode step the general StaticKVCache builds positions and the full mask with ~8 small ops and writes each
 layer's keys and values by advanced indexing (an arange and two index_put). Here, while rows are uniform:
 - positions are a slice of one preallocated arange (no op);
-- the one-query mask is a slice of a preallocated boolean row kept up to date in place: the new slot turns
-  visible, and under a sliding window the slot that just left the window (unless a sink) turns invisible;
+- without a sliding window a one-query step sees every slot up to its own, so it passes no mask at all (the
+  attention kernels read None with one query as "every key"; the CPU sdpa kernel would otherwise turn the boolean
+  mask into an additive one each layer); under a window the mask is a slice of a preallocated boolean row kept up
+  to date in place: the new slot turns visible, and the slot that just left the window (unless a sink) turns
+  invisible;
 - keys and values are written with one slice copy per tensor.
 Rows of different lengths (a right-padded batch after `trim`) fall back to StaticKVCache's general path. The
 attention is the same either way (tests/infer/test_generate.py checks generation against the uncached forward).
@@ -48,9 +51,11 @@ class DecodeCache(StaticKVCache):
         if T > 1:
             return positions, attention_mask(positions, self._arange[:, :s + T], window=self.window,
                                              n_sinks=self.n_sinks)
-        return positions, self._one_query_mask(s)  # (1, 1, 1, s + 1)
+        return positions, self._one_query_mask(s)  # (1, 1, 1, s + 1) or None
 
-    def _one_query_mask(self, s: int) -> torch.Tensor:
+    def _one_query_mask(self, s: int) -> torch.Tensor | None:
+        if self.window is None:
+            return None  # one query at the end sees slots 0..s: nothing to mask
         if self._row_at != s - 1:  # first decode step (or after a trim): build the row for query s
             self._row[0, 0, 0] = attention_mask(self._arange[:, s:s + 1], self._arange, window=self.window,
                                                 n_sinks=self.n_sinks)[0, 0, 0]

@@ -4,10 +4,12 @@ for sliding windows, attention sinks, packed segments and KV caches.
 Kernels (`ATTENTION_IMPLS`), both `(q (B, H, Tq, D), k, v (B, Hkv, Tk, D), mask, dropout_p) -> (B, H, Tq, D)`:
 - "manual": softmax(Q K^T / sqrt(D) + mask) V written out (Vaswani et al. 2017, eq. 1): the teaching path and
   the oracle in tests.
-- "sdpa": `F.scaled_dot_product_attention`. With no mask it is called with `is_causal=True`, which lets CUDA
-  pick the flash kernel; an explicit boolean mask is passed only when a window, sinks, segments or a cache
-  need one.
-`mask` is None (plain causal, Tq == Tk) or a bool tensor (B|1, 1, Tq, Tk), True = may attend.
+- "sdpa": `F.scaled_dot_product_attention`. With no mask it is called with `is_causal=True` (several queries),
+  which lets CUDA pick the flash kernel; an explicit boolean mask is passed only when a window, sinks, segments
+  or a cache's prefill need one.
+`mask` is None or a bool tensor (B|1, 1, Tq, Tk), True = may attend. None means plain causal attention: with
+Tq == Tk the usual lower triangle, and with a single query (Tq == 1, a decode step) every key, which is the
+causal mask aligned to the query's position at the end (no mask tensor to build or apply per step).
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
     Tq, Tk = q.shape[2], k.shape[2]
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, Tk)
-    if mask is None:
+    if mask is None and Tq > 1:
         mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril()
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
     # softmax in at least float32 (fp16 / bf16 exponentials lose too much), never below the input precision
     probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
     if dropout_p > 0:
@@ -66,8 +69,9 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                    dropout_p: float) -> torch.Tensor:
     gqa = q.shape[1] != k.shape[1]
-    if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, enable_gqa=gqa)
+    if mask is None:  # is_causal aligns the triangle top-left, so a single query (sees every key) must not set it
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=q.shape[2] > 1,
+                                              enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa)
 
 

@@ -243,6 +243,23 @@ def test_preferences_have_labelled_real_defects():
     assert kinds == {"result", "misread"}  # both kinds of wrong sums occur
 
 
+def test_preference_weights_shift_the_defect_draw_and_only_when_asked():
+    plain = records("builtin:preferences?n=900")
+    assert plain == records("builtin:preferences?n=900&weights=")  # no weights: the same records as before
+    weighted = records("builtin:preferences?n=900&weights=wrong_answer:3")
+    # Arithmetic replies admit all six defects, so the draw is 1/6 unweighted and 3 / (3 + 5) weighted.
+    def share(rs):
+        sums = [r for r in rs if r["task"] == "arithmetic"]
+        return sum(r["defect"] == "wrong_answer" for r in sums) / len(sums), len(sums)
+    (p0, n0), (p1, n1) = share(plain), share(weighted)
+    assert n0 > 80 and n1 > 80
+    assert abs(p0 - 1 / 6) < 0.08 and abs(p1 - 3 / 8) < 0.1
+    assert [r["prompt"] for r in weighted] == [r["prompt"] for r in plain]  # same conversations, other damage
+    for bad in ("wrong:3", "wrong_answer", "rude:0", "rude:x"):
+        with pytest.raises(DataError, match="weights"):
+            records(f"builtin:preferences?n=5&weights={bad}")
+
+
 def wrong_work_kind(r) -> str:
     """A wrong sum either keeps every column and states the result wrong, or is the true working of the prompt's
     problem with one operand misread by 1-3."""

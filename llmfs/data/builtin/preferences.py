@@ -13,7 +13,10 @@ Built on `builtin:instructions`: `prompt` is the conversation up to the graded u
   no `Answer:` line)
 
 Only defects that make sense for the task are drawn (a two-word reply cannot be truncated meaningfully), so a
-reward model's accuracy per defect kind measures what it claims.
+reward model's accuracy per defect kind measures what it claims. By default every applicable defect is equally
+likely; `weights` reweights the draw, e.g. `builtin:preferences?weights=wrong_answer:3` makes a wrong answer three
+times as likely as each other defect wherever it applies (to train on the hard kind more; evaluate on the
+unweighted source, `data.valid = "builtin:preferences"`, so accuracies stay comparable).
 """
 
 from __future__ import annotations
@@ -125,8 +128,36 @@ DAMAGE: dict[str, Callable[[random.Random, dict, str], str | None]] = {
     "repetitive": repetitive, "ignores_format": ignores_format}
 
 
-def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1) -> Iterator[dict]:
-    """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task"}` of one split."""
+def parse_weights(text: str) -> dict[str, float]:
+    """`"wrong_answer:3,rude:0.5"` -> {defect: weight} for all DEFECTS (1.0 where not named)."""
+    weights = dict.fromkeys(DEFECTS, 1.0)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition(":")
+        if name not in DEFECTS or not sep:
+            raise ValueError(f"weights: {item!r} is not DEFECT:WEIGHT with DEFECT one of {', '.join(DEFECTS)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"weights: {item!r} has a weight that is not a number") from None
+        if not weights[name] > 0:
+            raise ValueError(f"weights: {item!r} must be > 0 (leave a defect out by giving the others more)")
+    return weights
+
+
+def _draw_order(rng: random.Random, weights: dict[str, float] | None) -> list[str]:
+    """The defects in the order they are tried: uniform (rng.sample) or weighted without replacement
+    (Efraimidis & Spirakis 2006: sort by u^(1/w), u uniform in (0, 1)), so the first applicable one is drawn with
+    probability proportional to its weight among those that apply."""
+    if weights is None:
+        return rng.sample(DEFECTS, len(DEFECTS))
+    return sorted(DEFECTS, key=lambda d: -(1.0 - rng.random()) ** (1.0 / weights[d]))
+
+
+def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
+             weights: str = "") -> Iterator[dict]:
+    """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task"}` of one split; `weights` as
+    `parse_weights` reads it ("" = every defect alike)."""
+    weighting = parse_weights(weights) if weights else None
     rng = random.Random(f"preferences/{seed}")
     conversations = I.generate(split=split, seed=seed, n=10**12, valid_fraction=valid_fraction)
     produced = 0
@@ -134,7 +165,7 @@ def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction:
         if produced >= n:
             return
         chosen = record["messages"][-1]["content"]
-        for defect in rng.sample(DEFECTS, len(DEFECTS)):
+        for defect in _draw_order(rng, weighting):
             rejected = DAMAGE[defect](rng, record, chosen)
             if rejected is not None and rejected != chosen:
                 break
