@@ -3,7 +3,7 @@ asserted."""
 
 import importlib.util
 
-from llmfs.bench.generate import format_table, matvec_bandwidth, run, summary
+from llmfs.bench.generate import SIZES, build, format_table, matvec_bandwidth, run, summary
 
 
 def test_bench_generate_runs_on_a_tiny_size():
@@ -11,7 +11,11 @@ def test_bench_generate_runs_on_a_tiny_size():
     result = run(("tiny",), batches=(1, 2), repeats=1, hf=hf)
     engines = ["llmfs", "llmfs no-cache"] + (["transformers"] if hf else [])
     assert [(r["batch"], r["engine"]) for r in result["rows"]] == [(b, e) for b in (1, 2) for e in engines]
-    assert result["bandwidth_gb_s"] > 0
+    assert 0 < result["bandwidth_gb_s_min"] <= result["bandwidth_gb_s"]
+    # one size: the floor is the higher of the bandwidths measured before and after it
+    weight_bytes = build(SIZES["tiny"]).active_matmul_params() * 4
+    for r in result["rows"]:
+        assert abs(r["floor_tok_s"] - result["bandwidth_gb_s"] * 1e9 / weight_bytes) < 1e-6 * r["floor_tok_s"]
     for r in result["rows"]:
         assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["floor_tok_s"] > 0
         assert r["same_tokens"]  # greedy: the uncached path and transformers pick the same tokens

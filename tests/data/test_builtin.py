@@ -255,6 +255,9 @@ def test_preference_weights_shift_the_defect_draw_and_only_when_asked():
     assert n0 > 80 and n1 > 80
     assert abs(p0 - 1 / 6) < 0.08 and abs(p1 - 3 / 8) < 0.1
     assert [r["prompt"] for r in weighted] == [r["prompt"] for r in plain]  # same conversations, other damage
+    # held-out pairs keep the natural mix whatever the weights, so weighted runs are measured on the same pairs
+    assert records("builtin:preferences?n=200&weights=wrong_answer:3", split="valid") == \
+        records("builtin:preferences?n=200", split="valid")
     for bad in ("wrong:3", "wrong_answer", "rude:0", "rude:x"):
         with pytest.raises(DataError, match="weights"):
             records(f"builtin:preferences?n=5&weights={bad}")

@@ -14,9 +14,10 @@ Built on `builtin:instructions`: `prompt` is the conversation up to the graded u
 
 Only defects that make sense for the task are drawn (a two-word reply cannot be truncated meaningfully), so a
 reward model's accuracy per defect kind measures what it claims. By default every applicable defect is equally
-likely; `weights` reweights the draw, e.g. `builtin:preferences?weights=wrong_answer:3` makes a wrong answer three
-times as likely as each other defect wherever it applies (to train on the hard kind more; evaluate on the
-unweighted source, `data.valid = "builtin:preferences"`, so accuracies stay comparable).
+likely; `weights` reweights the draw of the training split, e.g. `builtin:preferences?weights=wrong_answer:3`
+makes a wrong answer three times as likely as each other defect wherever it applies (to train on the hard kind
+more). The validation split ignores the weights: held-out accuracies are always of the natural mix, so runs with
+different weights are measured on the same pairs.
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ def _draw_order(rng: random.Random, weights: dict[str, float] | None) -> list[st
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
              weights: str = "") -> Iterator[dict]:
     """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task"}` of one split; `weights` as
-    `parse_weights` reads it ("" = every defect alike)."""
-    weighting = parse_weights(weights) if weights else None
+    `parse_weights` reads it ("" = every defect alike), applied to the training split only (module doc)."""
+    weighting = parse_weights(weights) if weights else None  # checked on both splits
+    if split != "train":
+        weighting = None
     rng = random.Random(f"preferences/{seed}")
     conversations = I.generate(split=split, seed=seed, n=10**12, valid_fraction=valid_fraction)
     produced = 0
