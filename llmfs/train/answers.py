@@ -5,6 +5,12 @@ Each held-out conversation is cut before its last assistant turn; the model answ
 the reference reply) with `exact_match` and `token_f1` (`llmfs/align/rewards.py`). Reported overall and per task
 kind, with `stop_rate`: the share of replies that ended with the end-of-turn token instead of running out of
 tokens (a model that never learned to stop scores low here whatever its answers).
+
+Room: a question may use at most `max_new_tokens` new tokens and never run past the context, so its room is
+min(max_new_tokens, context - prompt length). A question is kept when its reference reply (and `<|end|>`) fits in
+that room: a long prompt with a short answer (a story question) is asked, and an answer longer than the room
+(never reachable, scored 0 whatever the model does) is not. `score_answers` generates each room in its own
+batches, so a row is never cut shorter than its own room because a neighbour's prompt was longer.
 """
 
 from __future__ import annotations
@@ -26,21 +32,23 @@ class Question(NamedTuple):
     example: dict[str, Any]  # {"answer": ...} for the reward functions
     task: str
     level: int | None  # the record's difficulty, when it has one
+    room: int | None = None  # the most new tokens for this question (None: score_answers' max_new_tokens)
 
 
 def questions(conversations: Sequence[Sequence[Mapping[str, str]]], records: Sequence[Mapping[str, Any]],
-              tokenizer, max_prompt: int) -> list[Question]:
-    """Checked conversations (ending with an assistant turn) and their records -> questions whose prompt fits
-    in `max_prompt` ids."""
+              tokenizer, *, context: int, max_new_tokens: int) -> list[Question]:
+    """Checked conversations (ending with an assistant turn) and their records -> the questions whose reference
+    reply fits in their room (module doc)."""
     out = []
     for messages, record in zip(conversations, records):
         prompt = render_prompt(tokenizer, messages[:-1])
-        if len(prompt) > max_prompt:
+        room = min(max_new_tokens, context - len(prompt))
+        if room < len(tokenizer.encode_ordinary(messages[-1]["content"])) + 1:  # the reply and <|end|>
             continue
         answer = record.get("answer", messages[-1]["content"])
         level = record.get("level")
         out.append(Question(prompt, {"answer": str(answer)}, str(record.get("task", "")) or "all",
-                            level if isinstance(level, int) else None))
+                            level if isinstance(level, int) else None, room))
     return out
 
 
@@ -48,15 +56,19 @@ def questions(conversations: Sequence[Sequence[Mapping[str, str]]], records: Seq
 def score_answers(model: torch.nn.Module, tokenizer, items: Sequence[Question], *, max_new_tokens: int,
                   batch_size: int) -> dict[str, float]:
     """{"exact_match", "f1", "stop_rate", "exact_match/<task>", "f1/<task>", "exact_match/level<k>"} over
-    `items` (greedy)."""
-    cfg = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens)
+    `items` (greedy; each question's `room` when set, else `max_new_tokens`, in batches of one room each)."""
     end = end_id(tokenizer)
     em: dict[str, list[float]] = defaultdict(list)
     f1: dict[str, list[float]] = defaultdict(list)
     by_level: dict[int, list[float]] = defaultdict(list)
     stopped = 0
-    for i in range(0, len(items), batch_size):
-        chunk = items[i:i + batch_size]
+    by_room: dict[int, list[Question]] = defaultdict(list)
+    for q in items:
+        by_room[q.room or max_new_tokens].append(q)
+    chunks = [(room, group[i:i + batch_size]) for room, group in sorted(by_room.items(), reverse=True)
+              for i in range(0, len(group), batch_size)]
+    for room, chunk in chunks:
+        cfg = SamplingConfig(temperature=0.0, max_new_tokens=room)
         outs = generate(model, [q.prompt for q in chunk], cfg, stop_ids=[end])
         for q, ids in zip(chunk, outs):
             ended = bool(ids) and ids[-1] == end

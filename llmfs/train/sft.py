@@ -150,7 +150,8 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
     valid_ex, _ = render_examples(valid_records[:recipe.eval.loss_examples], tokenizer, seq_len, source=valid_name)
     valid_convs = [conversation(r, f"{valid_name} record {i}") for i, r in enumerate(valid_records)]
     preflight(tokenizer, cfg, [conversation(r, train_name) for r in train_records[:64]], pad_id)
-    qs = questions(valid_convs, valid_records, tokenizer, cfg.max_seq_len - recipe.eval.max_new_tokens)
+    qs = questions(valid_convs, valid_records, tokenizer, context=cfg.max_seq_len,
+                   max_new_tokens=recipe.eval.max_new_tokens)
     qs = qs[:recipe.eval.examples]
     first_epoch = curriculum_order(train_ex, recipe.data.curriculum, recipe.run.seed)
 

@@ -21,7 +21,7 @@ def test_scores_by_hand(monkeypatch):
                {"task": "qa", "answer": "a red ball", "level": 2}, {"task": "qa"}]
     convs = [conv("how many? a b c", "3"), conv("how many? a b c d", "4"), conv("what?", "A red ball."),
              conv("and?", "a blue cup")]
-    qs = questions(convs, records, TOK, max_prompt=1000)
+    qs = questions(convs, records, TOK, context=1000, max_new_tokens=16)
     assert qs[0].prompt == render_prompt(TOK, convs[0][:1])
     assert qs[3].example == {"answer": "a blue cup"} and qs[3].level is None  # no gold: the reference reply
     end = TOK.special_tokens[END]
@@ -36,6 +36,25 @@ def test_scores_by_hand(monkeypatch):
     assert r["exact_match/level1"] == pytest.approx(0.5) and r["exact_match/level2"] == 0.0
 
 
+def test_each_question_gets_the_room_its_prompt_leaves_and_is_asked_only_if_its_answer_fits(monkeypatch):
+    short, long_ = conv("q", "abc"), conv("x" * 30, "abc")  # prompts of 6 and 35 ids (byte tokens + markers)
+    lp, sp = len(render_prompt(TOK, long_[:1])), len(render_prompt(TOK, short[:1]))
+    context = lp + 5  # the long prompt leaves 5 ids: "abc" + <|end|> fit, and a 5-letter reply would not
+    qs = questions([short, long_, conv("x" * 30, "abcde"), conv("q", "y" * 20)], [{}] * 4, TOK,
+                   context=context, max_new_tokens=12)
+    assert [(q.prompt, q.room) for q in qs] == [(render_prompt(TOK, short[:1]), 12), (render_prompt(TOK, long_[:1]), 5)]
+    assert sp + 12 <= context
+    calls = []  # each room generates in its own batches, the longest room first
+
+    def fake_generate(model, prompts, cfg, stop_ids):
+        calls.append((len(prompts), cfg.max_new_tokens))
+        return [list(b"abc") + [TOK.special_tokens[END]]] * len(prompts)
+
+    monkeypatch.setattr(answers, "generate", fake_generate)
+    r = score_answers(None, TOK, qs, max_new_tokens=12, batch_size=8)
+    assert calls == [(1, 12), (1, 5)] and r["exact_match"] == 1.0 and r["stop_rate"] == 1.0
+
+
 def test_prompts_too_long_are_skipped():
-    qs = questions([conv("x" * 50, "y")], [{}], TOK, max_prompt=10)
+    qs = questions([conv("x" * 50, "y")], [{}], TOK, context=26, max_new_tokens=16)
     assert qs == []
