@@ -109,6 +109,12 @@ def _hf_call(hf, prompts: torch.Tensor, n: int):
     return call
 
 
+def decode_rate(batch: int, new_tokens: int, t1: float, tn: float) -> float:
+    """Marginal decode tokens/s, batch * (N - 1) / (t(N) - t(1)); NaN when the difference is not positive (a
+    call disturbed by other processes: no rate can be read from it)."""
+    return batch * (new_tokens - 1) / (tn - t1) if tn > t1 else float("nan")
+
+
 def _best(calls: dict, repeats: int) -> tuple[dict, dict]:
     """Best wall time of each call over `repeats` interleaved rounds (after one warm-up), and its last output."""
     outs = {k: f() for k, f in calls.items()}  # warm-up
@@ -158,12 +164,19 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
                 steps = {e: (n_unc if e == "llmfs no-cache" else n) for e in engines}
                 calls = {(e, k): engines[e](k) for e in engines for k in (1, steps[e])}
                 times, outs = _best(calls, repeats)
+                for _ in range(3):  # under load t(N) can come out below t(1): time those pairs again
+                    again = {key: calls[key] for e in engines for key in ((e, 1), (e, steps[e]))
+                             if times[(e, steps[e])] <= times[(e, 1)]}
+                    if not again:
+                        break
+                    more, _ = _best(again, repeats)
+                    times.update({key: min(times[key], t) for key, t in more.items()})
                 for e in engines:
                     t1, tn, k = times[(e, 1)], times[(e, steps[e])], steps[e]
                     row = {"size": name, "batch": B, "engine": e, "params": model.num_params(),
                            "prompt_len": size.prompt_len, "new_tokens": k,
                            "prefill_tok_s": B * size.prompt_len / t1,
-                           "decode_tok_s": B * (k - 1) / max(tn - t1, 1e-9),
+                           "decode_tok_s": decode_rate(B, k, t1, tn),
                            "same_tokens": outs[(e, k)] == outs[("llmfs", n)] if k == n else
                            all(a == b[:k] for a, b in zip(outs[(e, k)], outs[("llmfs", n)]))}
                     size_rows.append(row)
