@@ -9,12 +9,12 @@ Not reached yet, so expected failures (xfail) at run time while every other asse
   after the arithmetic split fix of builtin:instructions, then worked sums); every other kind 98.3-100%, overall
   95.2-96.4% (2026-11-29). The SFT model itself ranks 91% of the held-out wrong answers below the right ones.
   reward.toml then doubled its pairs and steps (79.5% on 1000 held-out pairs in a standalone run from the same SFT
-  model) and now draws wrong answers 4x as often in training: 79.0% on 3000 held-out pairs (97.2% overall; 79.9%
-  on 3000 others, 76.8% there without the weights).
+  model) and now draws wrong answers 4x as often in training: 79.0% on 3000 held-out pairs in this chain (97.2%
+  overall; 79.9% on 3000 others, 76.8% there without the weights).
 - #10, the reward-model score rising by one reward std: from this SFT model the samples already score about as
   high as the gold replies, and 100 iterations left the held-out score flat (2.39 -> 2.36, 1.92 -> 1.87 and, with
-  worked sums, 1.94 -> 2.03; KL under 0.7; reward std 2.54, 2.49, 2.48; 2026-11-29). docs/bench/rlhf.md has the
-  runs.
+  worked sums, 1.94 -> 2.03; KL under 0.7; reward std 2.54, 2.49, 2.48; 2026-11-29; with the weighted reward
+  recipe 2.02 -> 2.24, std 2.59, KL 0.8). docs/bench/rlhf.md has the runs.
 
 #11 passes: with worked sums the SFT model starts at 0.31 on held-out level-2 arithmetic and recipes/grpo.toml takes
 it to 0.59 in 300 iterations (0.515 at 200; 2026-11-29, about 25 minutes).
