@@ -320,13 +320,15 @@ def bench_train(
     compile: bool = typer.Option(False, "--compile", help="Add torch.compile variants."),
     profile: str = typer.Option(None, "--profile", help="Write a torch.profiler trace of a few steps to this "
                                                         "folder and print the top operators."),
+    batch: int = typer.Option(None, "--batch", help="Sequences per step for every size \\[default: each size's "
+                                                    "own, e.g. gpt2 8 x 1024 tokens]."),
     quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE,
 ) -> None:
     """Training step: tokens/s, MFU (measured and datasheet peak), memory, at a few model sizes."""
     from llmfs.bench import suites
 
     suites.train(sizes=sizes, quick=quick, amp=amp, compile=compile, profile=profile, device=device,
-                 json_path=json, compare=compare)
+                 json_path=json, compare=compare, batch=batch)
 
 
 @bench_app.command("generate")

@@ -31,17 +31,18 @@ def _check_compare(compare: str | None, suite: str) -> None:
 
 
 def train(*, sizes=(), quick=False, amp=False, compile=False, profile=None, device=None, json_path=None,
-          compare=None) -> dict:
+          compare=None, batch=None) -> dict:
     from llmfs.bench import train as suite
 
     suite.check_sizes(sizes)
+    suite.check_batch(batch)
     _check_compare(compare, "train")
     dev = _device(device)
     sizes = list(sizes) or (["tiny"] if quick else list(suite.DEFAULT_SIZES.get(dev.type, ("tiny", "small"))))
-    result = suite.run(sizes, dev, amp=amp, compile=compile, quick=quick, progress=_progress("train", suite.KEYS))
+    result = suite.run(sizes, dev, amp=amp, compile=compile, quick=quick, batch=batch, progress=_progress("train", suite.KEYS))
     table = None
     if profile is not None:
-        prof = suite.profile(suite.SIZES[sizes[0]], dev, profile)
+        prof = suite.profile(suite.size(sizes[0], batch), dev, profile)
         table = prof.pop("table")
         result["profile"] = prof
     result = rep.finish(result, suite.COLUMNS, suite.METRICS, json_path=json_path, compare_path=compare)

@@ -83,6 +83,16 @@ def check_sizes(sizes) -> None:
         raise LlmfsError(f"--size {unknown[0]}: not a bench train size; use one of {', '.join(SIZES)}")
 
 
+def check_batch(batch: int | None) -> None:
+    if batch is not None and batch < 1:
+        raise LlmfsError(f"--batch {batch}: sequences per step must be at least 1")
+
+
+def size(name: str, batch: int | None = None) -> TrainSize:
+    """The named size, with its batch replaced when `batch` is given (--batch: fill a large GPU)."""
+    return SIZES[name] if batch is None else dataclasses.replace(SIZES[name], batch=batch)
+
+
 def make_batches(size: TrainSize, n: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """n (inputs, targets) pairs, (B, T) each: permutation chains with 10 % noise (module docstring)."""
     V, T, B = size.model["vocab_size"], size.model["max_seq_len"], size.batch
@@ -212,9 +222,10 @@ def precisions(device: torch.device, amp: bool) -> list[str]:
 
 
 def run(sizes, device: torch.device, *, amp: bool = False, compile: bool = False, quick: bool = False,
-        progress=None) -> dict:
-    """The train report: one row per (size, precision, eager|compile)."""
+        batch: int | None = None, progress=None) -> dict:
+    """The train report: one row per (size, precision, eager|compile); `batch` overrides every size's batch."""
     check_sizes(sizes)
+    check_batch(batch)
     warmup, repeats = (1, 3) if quick else (2, 6)
     precs = precisions(device, amp)
     env = environment(device, "/".join(precs))
@@ -236,7 +247,7 @@ def run(sizes, device: torch.device, *, amp: bool = False, compile: bool = False
         for prec in precs:
             for compiled in (False, True) if compile else (False,):
                 try:
-                    row = run_variant(SIZES[name], prec, device, compiled=compiled, warmup=warmup,
+                    row = run_variant(size(name, batch), prec, device, compiled=compiled, warmup=warmup,
                                       repeats=repeats, peak_flops=peaks[prec], datasheet=datasheet)
                 except Exception as e:  # noqa: BLE001 - a compiler missing or failing is reported, not fatal
                     if not compiled:

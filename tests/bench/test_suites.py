@@ -61,12 +61,13 @@ def test_compare_prints_ratios_against_an_earlier_run(tmp_path, capsys):
 
 def test_train_amp_and_profile(tmp_path, capsys):
     out, prof = tmp_path / "train.json", tmp_path / "prof"
-    assert main(["bench", "train", "--quick", "--amp", "--device", "cpu", "--profile", str(prof),
+    assert main(["bench", "train", "--quick", "--amp", "--device", "cpu", "--profile", str(prof), "--batch", "3",
                  "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     check_report(data, "train")
     assert [(r["size"], r["precision"], r["mode"]) for r in data["rows"]] == [("tiny", "fp32", "eager"),
                                                                               ("tiny", "bf16", "eager")]
+    assert all(r["tokens_per_step"] == 3 * 64 for r in data["rows"])  # --batch 3 sequences of tiny's 64
     assert all(r["loss"] < math.log(512) + 1 for r in data["rows"])  # K steps from the same init and batches
     assert all(r["peak_mib"] > 0 for r in data["rows"])  # CPU: measured in a fresh process (check_report: finite)
     assert set(data["env"]["matmul_peak_tflops"]) == {"fp32", "bf16"}
@@ -83,6 +84,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert main(["bench", "train", "--size", "huge"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --size huge: not a bench train size; use one of ") and err.count("\n") == 1
+    assert main(["bench", "train", "--batch", "0"]) == 2
+    assert capsys.readouterr().err == "error: --batch 0: sequences per step must be at least 1\n"
     missing = tmp_path / "none.json"
     assert main(["bench", "attention", "--quick", "--compare", str(missing)]) == 2
     captured = capsys.readouterr()

@@ -56,3 +56,15 @@ def test_compiled_step_matches_eager_and_compiles_once_per_batch_size():
     from llmfs.infer.generate import stream
 
     assert list(stream(m, PROMPTS[1], GREEDY, decoder=decoder)) == generate(m, [PROMPTS[1]], GREEDY)[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["mha_rope", "window_sinks", "classic"])
+def test_cuda_graph_step_generates_what_eager_generates_on_cuda(name):
+    # on CUDA the step is compiled with mode="reduce-overhead": CUDA graphs replayed over the static cache slots
+    m = make(CONFIGS[name]).to("cuda")
+    decoder = CompiledDecoder(m)
+    assert generate(m, PROMPTS, GREEDY, decoder=decoder) == generate(m, PROMPTS, GREEDY)
+    other = [[3, 1, 4, 1, 5, 9], [2, 6], [5, 3, 5, 8, 9, 7, 9, 3]]  # the same graphs replayed with new lengths
+    assert generate(m, other, GREEDY, decoder=decoder) == generate(m, other, GREEDY)

@@ -45,6 +45,21 @@ def test_decode_cache_logits_equal_the_full_forward_position_by_position(name):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_decode_cache_on_cuda_equals_the_full_forward(name):
+    # the same check on CUDA, where sdpa picks other kernels (flash / memory-efficient / cuDNN) per shape and mask
+    m = make(CONFIGS[name]).to("cuda")
+    ids = torch.randint(0, m.cfg.vocab_size, (2, 14), generator=torch.Generator().manual_seed(3)).to("cuda")
+    with torch.no_grad():
+        full = m(ids).logits  # (2, 14, V)
+        cache = DecodeCache(m.cfg, 2, max_len=14, device="cuda")
+        steps = [m(ids[:, :5], cache=cache).logits]
+        steps += [m(ids[:, t:t + 1], cache=cache).logits for t in range(5, 14)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
+
+
 def test_greedy_is_the_argmax_of_the_full_forward():
     m = make(CONFIGS["gqa"])
     seq = list(PROMPTS[1])
