@@ -31,13 +31,13 @@ step() {  # step NAME SECONDS CMD...: run CMD under a limit, log to OUT/NAME.log
   torch.cuda.get_device_name(), 'transformers', transformers.__version__)"; } >"$OUT/env.log" 2>&1
 cat "$OUT/env.log"
 
-step tests 150 $PY -m pytest -q -m gpu -p no:cacheprovider tests
-step train 180 $PY -m llmfs bench train --device cuda --size gpt2 --batch 32 --compile --json "$OUT/train.json"
-step generate 180 $PY -m llmfs bench generate --device cuda --size gpt2 --compile --new-tokens 128 \
+step tests 120 $PY -m pytest -q -m gpu -p no:cacheprovider tests
+step train 170 $PY -m llmfs bench train --device cuda --size gpt2 --batch 32 --compile --json "$OUT/train.json"
+step generate 150 $PY -m llmfs bench generate --device cuda --size gpt2 --compile --new-tokens 128 \
     --json "$OUT/generate.json"
-step pretrain 150 bash -c "$PY -m llmfs pretrain recipes/small.toml --device cuda --quiet \
+step pretrain 110 bash -c "$PY -m llmfs pretrain recipes/small.toml --device cuda --quiet \
     --set run.out_dir=$RUN --set train.max_steps=300 --set train.eval_every=150 --set train.compile=true \
     --set tokenizer.train_chars=500000 && tail -n 3 $RUN/small/metrics.jsonl && \
     $PY -m llmfs generate $RUN/small/final --device cuda --compile --seed 0 --max-new-tokens 60 \
     --prompt 'Once upon a time' --prompt 'The little dog' --json"
-step model 60 $PY -m llmfs.bench.model --device cuda --quick
+step model 45 $PY -m llmfs.bench.model --device cuda --quick
