@@ -20,13 +20,18 @@ def measure_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float3
 
 
 def _matmul_rate(device: torch.device, dtype: torch.dtype, size: int | None, seconds: float) -> float:
-    n = size or (4096 if device.type == "cuda" else 1024)
+    # On a GPU: 8192, large enough to fill an H100/H200 (4096 gave 693 bf16 TFLOP/s on an H200 where 8192
+    # gives 770-790, docs/bench/gpu.md); random data, never zeros (they run faster than real data).
+    n = size or (8192 if device.type == "cuda" else 1024)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(2):  # warm up kernels and caches
+    warm_until = time.perf_counter() + (0.3 if device.type == "cuda" else 0.0)
+    while True:  # warm up kernels and caches; on a GPU, long enough for the clocks to leave idle (345 MHz)
         a @ b
-    sync()
+        sync()
+        if time.perf_counter() >= warm_until:
+            break
     iters, t0 = 0, time.perf_counter()
     while True:
         a @ b
