@@ -153,19 +153,36 @@ PROMPTS = ("What is {expr}? " + ANSWER_INSTRUCTION, "Compute {expr}. " + ANSWER_
            "Please work out {expr}. " + ANSWER_INSTRUCTION, "Calculate {expr}. " + ANSWER_INSTRUCTION)
 
 
+OP_NAMES = {"add": "+", "sub": "-", "mul": "*"}  # names, not symbols: a '+' in a query string reads as a space
+
+
+def parse_ops(ops: str) -> str:
+    """"mul" -> "*", "add,sub" -> "+-"; "" -> "" (each level's own operations)."""
+    names = [o.strip() for o in ops.split(",") if o.strip()]
+    unknown = [o for o in names if o not in OP_NAMES]
+    if unknown:
+        raise ValueError(f"ops: unknown operation {unknown[0]!r}; use a comma-separated subset of "
+                         f"{', '.join(OP_NAMES)}")
+    return "".join(OP_NAMES[o] for o in names)
+
+
 def generate(split: str = "train", seed: int = 0, n: int = 1000, level: int = 0, valid_fraction: float = 0.1,
-             max_level: int = 3) -> Iterator[dict]:
+             max_level: int = 3, ops: str = "") -> Iterator[dict]:
     """`n` records `{"prompt", "answer", "level", "expression", "task"}` of one split.
 
-    `level=0` mixes levels 1..`max_level` evenly; a level from 1 to 5 fixes it.
+    `level=0` mixes levels 1..`max_level` evenly; a level from 1 to 5 fixes it. `ops` (e.g. "mul", "add,sub")
+    replaces the levels' operations, e.g. `level=3&ops=mul`: two-digit numbers times one digit only. The split
+    still hashes the expression, so a problem held out here is held out of `builtin:instructions` too.
     """
     if level not in (0, *LEVELS):
         raise ValueError(f"level must be 0 (mixed) or one of {sorted(LEVELS)}, got {level}")
+    symbols = parse_ops(ops)
     rng = random.Random(f"arithmetic/{seed}")
     produced = 0
     while produced < n:
         lvl = level or rng.randint(1, max_level)
-        expr, value = expression(rng, LEVELS[lvl])
+        shape = dataclasses.replace(LEVELS[lvl], ops=symbols) if symbols else LEVELS[lvl]
+        expr, value = expression(rng, shape)
         if not wanted(expr, split, valid_fraction):
             continue
         produced += 1
