@@ -160,6 +160,19 @@ def test_arithmetic_answers_are_correct(level):
     assert max(int(r["answer"]) for r in rs) >= (10 if level == 1 else 100)
 
 
+@pytest.mark.parametrize("ops, symbols", [("mul", {"*"}), ("add,sub", {"+", "-"}), ("sub", {"-"})])
+def test_arithmetic_ops_restrict_the_operations(ops, symbols):
+    for level in (3, 4):
+        rs = records(f"builtin:arithmetic?n=200&level={level}&ops={ops}")
+        seen = {c for r in rs for c in r["expression"] if c in "+-*"}
+        assert seen == symbols
+        assert all(evaluate(r["expression"]) == int(r["answer"]) >= 0 for r in rs)
+    # the split still hashes the expression: no held-out product appears in the training split
+    valid = {r["expression"] for r in records("builtin:arithmetic?n=300&level=3&ops=mul", split="valid")}
+    train = {r["expression"] for r in records("builtin:arithmetic?n=3000&level=3&ops=mul")}
+    assert valid and not valid & train
+
+
 def items_of(prompt: str) -> list[str]:
     tail = prompt.split(": ", 1)[1] if ": " in prompt else prompt.split("? ", 1)[1]
     return tail.split(" (")[0].split(", ")
@@ -296,6 +309,8 @@ def test_bad_specs_are_clear_errors():
         parse_builtin("builtin:arithmetic?n=many")
     with pytest.raises(DataError, match=r"level must be 0 \(mixed\) or one of"):
         iter_builtin("builtin:arithmetic?level=9")
+    with pytest.raises(DataError, match="ops: unknown operation 'div'; use a comma-separated subset of add, sub"):
+        iter_builtin("builtin:arithmetic?level=3&ops=div")
     with pytest.raises(DataError, match="split must be one of train, valid"):
         iter_builtin("builtin:stories", split="test")
     with pytest.raises(DataError, match="unknown task 'arithmatic'; tasks are story_qa"):
