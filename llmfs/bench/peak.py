@@ -20,8 +20,8 @@ def measure_matmul_flops(device: torch.device, dtype: torch.dtype = torch.float3
 
 
 def _matmul_rate(device: torch.device, dtype: torch.dtype, size: int | None, seconds: float) -> float:
-    # On a GPU: 8192, large enough to fill an H100/H200 (4096 gave 693 bf16 TFLOP/s on an H200 where 8192
-    # gives 770-790, docs/bench/gpu.md); random data, never zeros (they run faster than real data).
+    # On a GPU: 8192, the size the workplace's H200 figures use (769-798 bf16 TFLOP/s there; in llmfs's own
+    # runs 4096 gave 648-693 and 8192 669-689, docs/bench/gpu.md); random data, never zeros (they run faster).
     n = size or (8192 if device.type == "cuda" else 1024)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)

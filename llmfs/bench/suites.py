@@ -39,7 +39,8 @@ def train(*, sizes=(), quick=False, amp=False, compile=False, profile=None, devi
     _check_compare(compare, "train")
     dev = _device(device)
     sizes = list(sizes) or (["tiny"] if quick else list(suite.DEFAULT_SIZES.get(dev.type, ("tiny", "small"))))
-    result = suite.run(sizes, dev, amp=amp, compile=compile, quick=quick, batch=batch, progress=_progress("train", suite.KEYS))
+    result = suite.run(sizes, dev, amp=amp, compile=compile, quick=quick, batch=batch,
+                       progress=_progress("train", suite.KEYS))
     table = None
     if profile is not None:
         prof = suite.profile(suite.size(sizes[0], batch), dev, profile)
