@@ -10,6 +10,7 @@ import re
 import pytest
 
 from llmfs.data.builtin import BUILTINS, iter_builtin, parse_builtin
+from llmfs.data.builtin import arithmetic as A
 from llmfs.data.builtin import stories
 from llmfs.data.builtin.instructions import LEVELS
 from llmfs.errors import DataError
@@ -49,7 +50,6 @@ def test_train_and_valid_share_no_example(spec):
 def test_sft_conversations_never_hold_the_sums_grpo_holds_out():
     """builtin:instructions keys arithmetic conversations by their expression, as builtin:arithmetic does: the
     sums held out for GRPO's evaluation are held out of SFT too (before, 146 of 5146 leaked)."""
-    from llmfs.data.builtin import arithmetic as A
     from llmfs.data.builtin import instructions as I
 
     def sums(split, n):
@@ -179,7 +179,6 @@ def items_of(prompt: str) -> list[str]:
 
 
 def test_instruction_gold_answers_are_correct():
-    from llmfs.data.builtin import arithmetic as A
     from llmfs.data.builtin.arithmetic import worked
 
     rs = records("builtin:instructions?n=1500")
@@ -324,3 +323,19 @@ def test_instruction_task_subset():
     assert everything == list(iter_builtin("builtin:instructions?n=300&tasks="))  # "" = all, same records
     assert len({r["task"] for r in everything}) > 5
     assert set(BUILTINS) == {"stories", "instructions", "preferences", "arithmetic"}
+
+
+def test_instruction_arithmetic_max_level():
+    def steps(spec):
+        rs = [r for r in iter_builtin(spec) if r["task"] == "arithmetic"]
+        exprs = [A.expression_in(r["messages"][-2]["content"]) for r in rs]
+        for r, expr in zip(rs, exprs):  # the gold reply ends with the expression's value, whatever the level
+            assert r["messages"][-1]["content"].endswith(f"Answer: {evaluate(expr)}")
+        return {expr.count(" ") // 2 for expr in exprs}  # operations per problem
+
+    assert steps("builtin:instructions?n=600&tasks=arithmetic") == {1}  # levels 1-3: one step
+    assert steps("builtin:instructions?n=600&tasks=arithmetic&max_level=4") == {1, 2}  # level 4: two steps
+    # the default is max_level=3 exactly: same records as before the parameter existed
+    assert list(iter_builtin("builtin:instructions?n=200")) == list(iter_builtin("builtin:instructions?n=200&max_level=3"))
+    with pytest.raises(DataError, match="max_level must be one of"):
+        list(iter_builtin("builtin:instructions?max_level=9"))

@@ -7,7 +7,7 @@ word problems (`exact_match` in `llmfs/align/rewards.py` reads both), and `level
 
 - `story_qa`: a short story in the prompt and a question about it (who / where / what)
 - `word_problem`: arithmetic word problems, worked column by column (`arithmetic.worked`), ending `Answer: N`
-- `arithmetic`: the prompts of `builtin:arithmetic` (levels 1-3), worked the same way
+- `arithmetic`: the prompts of `builtin:arithmetic` (levels 1 to `max_level`, default 3), worked the same way
 - `list_reverse`, `list_sort`, `list_count`, `list_longest`: small list tasks
 - `format_upper`, `format_bullets`, `format_json`: formatting tasks
 - `greeting`: greetings answered politely
@@ -78,8 +78,8 @@ def word_problem(rng: random.Random) -> tuple[str, str, str]:
     return q, f"{work}\nAnswer: {value}", str(value)
 
 
-def arithmetic(rng: random.Random) -> tuple[str, str, str]:
-    expr, _ = A.expression(rng, A.LEVELS[rng.randint(1, 3)])
+def arithmetic(rng: random.Random, max_level: int = 3) -> tuple[str, str, str]:
+    expr, _ = A.expression(rng, A.LEVELS[rng.randint(1, max_level)])
     work, value = A.worked(expr)
     return rng.choice(A.PROMPTS).format(expr=expr), f"{work}\nAnswer: {value}", str(value)
 
@@ -188,8 +188,9 @@ LEVELS = {"greeting": 1, "refusal": 1, "story_qa": 1, "list_count": 1, "list_lon
           "word_problem": 3}
 
 
-def conversation(rng: random.Random, weights: dict[str, int] = WEIGHTS) -> dict:
-    """One record: messages, task kind and the gold answer of the final assistant turn."""
+def conversation(rng: random.Random, weights: dict[str, int] = WEIGHTS, max_level: int = 3) -> dict:
+    """One record: messages, task kind and the gold answer of the final assistant turn; arithmetic draws its
+    level from 1..`max_level`."""
     kind = rng.choices(list(weights), weights=list(weights.values()))[0]
     messages = []
     if rng.random() < 0.25:
@@ -206,6 +207,8 @@ def conversation(rng: random.Random, weights: dict[str, int] = WEIGHTS) -> dict:
         messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
         prompt, reply, answer = TASKS[second](rng, items)
         kind = second
+    elif kind == "arithmetic":
+        prompt, reply, answer = arithmetic(rng, max_level)
     else:
         prompt, reply, answer = TASKS[kind](rng)
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
@@ -222,10 +225,13 @@ def split_key(record: dict) -> str:
 
 
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
-             tasks: str = "") -> Iterator[dict]:
+             tasks: str = "", max_level: int = 3) -> Iterator[dict]:
     """`n` conversations of one split; membership by the hash of `split_key` (the user turns; for arithmetic the
     sum). `tasks`: a comma-separated subset of TASKS (their relative weights kept), e.g. "arithmetic,word_problem";
-    "" = all."""
+    "" = all. `max_level`: the hardest `builtin:arithmetic` level of the arithmetic task (1-5; 4 adds two-step
+    problems such as `(23 + 9) * 4`)."""
+    if max_level not in A.LEVELS:
+        raise ValueError(f"max_level must be one of {sorted(A.LEVELS)}, got {max_level}")
     weights = WEIGHTS
     if tasks:
         names = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -236,7 +242,7 @@ def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction:
     rng = random.Random(f"instructions/{seed}" + (f"/{','.join(sorted(weights))}" if tasks else ""))
     produced = 0
     while produced < n:
-        record = conversation(rng, weights)
+        record = conversation(rng, weights, max_level)
         key = split_key(record)
         if not wanted(key, split, valid_fraction):
             continue
