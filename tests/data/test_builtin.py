@@ -9,9 +9,8 @@ import re
 
 import pytest
 
-from llmfs.data.builtin import BUILTINS, iter_builtin, parse_builtin
+from llmfs.data.builtin import BUILTINS, iter_builtin, parse_builtin, stories
 from llmfs.data.builtin import arithmetic as A
-from llmfs.data.builtin import stories
 from llmfs.data.builtin.instructions import LEVELS
 from llmfs.errors import DataError
 
