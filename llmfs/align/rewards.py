@@ -3,7 +3,8 @@
 A reward never raises on a malformed reply (not a string, empty, huge, garbage): it scores it 0. Replies are
 read the way the built-in tasks ask for them: numeric tasks end with a line `Answer: N`; text tasks are the
 answer itself. `exact_match` accepts either form, so one reward serves `builtin:arithmetic` and the gold answers
-of `builtin:instructions`.
+of `builtin:instructions`. A reply may open with one courtesy phrase (`OPENERS`: "Sure!", "Of course!", ...),
+which grading ignores: "Sure! Tom." answers "Tom", as a human grader would read it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from llmfs.data.builtin.instructions import OPENERS
 
 MAX_REPLY_CHARS = 20_000  # replies longer than this are scored 0 rather than parsed (a runaway generation)
 _ANSWER_LINE = re.compile(r"(?im)^\s*answer\s*:\s*(.+?)\s*$")
@@ -20,6 +23,14 @@ _NUMBER = re.compile(r"^[-+]?\d[\d,]*(\.\d+)?$")
 def normalize(text: str) -> str:
     """Case-, whitespace- and end-punctuation-insensitive form for comparing short answers."""
     return " ".join(text.strip().strip(".!").split()).lower()
+
+
+def without_opener(reply: str) -> str:
+    """The reply less one leading courtesy phrase of OPENERS (and the space or newline after it)."""
+    for opener in OPENERS:
+        if reply.startswith(opener) and reply[len(opener):len(opener) + 1] in (" ", "\n"):
+            return reply[len(opener) + 1:]
+    return reply
 
 
 def final_answer(reply: str) -> str | None:
@@ -43,6 +54,7 @@ def exact_match(reply: Any, example: Mapping[str, Any]) -> float:
     if not _readable(reply) or "answer" not in example:
         return 0.0
     gold = str(example["answer"])
+    reply = without_opener(reply)
     candidate = final_answer(reply)
     candidates = [candidate] if candidate is not None else [reply]
     for c in candidates:
@@ -59,6 +71,7 @@ def token_f1(reply: Any, example: Mapping[str, Any]) -> float:
     the gold answer, both `normalize`d and split on whitespace: partial credit for a partly right answer."""
     if not _readable(reply) or "answer" not in example:
         return 0.0
+    reply = without_opener(reply)
     candidate = final_answer(reply)
     pred = normalize(reply if candidate is None else candidate).split()
     gold = normalize(str(example["answer"])).split()

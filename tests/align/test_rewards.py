@@ -30,6 +30,13 @@ TEXT = {"answer": "a red ball"}
     ("Answer: 42" + " pad" * 10_000, NUM, 0.0),     # runaway replies are not parsed
     ("Answer: 42", {}, 0.0),                         # an example without a gold answer scores 0
     ("\x00\xff\ud800 Answer:", NUM, 0.0),
+    ("Sure! A red ball.", TEXT, 1.0),                # one courtesy opener is ignored ...
+    ("Of course!\n6 * 7 = 42\nAnswer: 42", NUM, 1.0),
+    ("Happy to help! 42", NUM, 1.0),
+    ("Sure! Sure! A red ball.", TEXT, 0.0),          # ... only one, and only a whole one at the start
+    ("Sure!A red ball.", TEXT, 0.0),
+    ("Sure, a red ball.", TEXT, 0.0),
+    ("A red ball. Sure!", TEXT, 0.0),
 ])
 def test_exact_match(reply, example, score):
     assert exact_match(reply, example) == score
@@ -74,6 +81,8 @@ def test_registry_and_final_answer():
     (None, TEXT, 0.0),
     ("a red ball" * 5000, TEXT, 0.0),
     ("a red ball", {}, 0.0),
+    ("Certainly! a red ball", TEXT, 1.0),                # the opener is not a token of the answer
+    ("Sure! Sure! a red ball", TEXT, 2 * (3 / 4) * 1 / (3 / 4 + 1)),  # the second one is
 ])
 def test_token_f1(reply, example, score):
     assert token_f1(reply, example) == pytest.approx(score)

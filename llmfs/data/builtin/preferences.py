@@ -12,6 +12,14 @@ Built on `builtin:instructions`: `prompt` is the conversation up to the graded u
 - `ignores_format`: the right content in the wrong format (lowercase for capitals, commas for bullets,
   no `Answer:` line)
 
+With `courtesy=P` (default 0) a fraction P of the pairs are of a seventh kind, on both splits:
+
+- `curt`: the right reply without a courtesy opener, where the chosen one opens with one of
+  `instructions.OPENERS` ("Sure! Tom." over "Tom."): a preference that `builtin:instructions?openers=...`
+  demonstrations only partly show, for RLHF to teach. Then half of the other pairs (of tasks that take an opener)
+  put one and the same opener on both replies, so a reward model learns the opener apart from every defect and
+  cannot be fooled by "Sure!" before a wrong answer.
+
 Only defects that make sense for the task are drawn (a two-word reply cannot be truncated meaningfully), so a
 reward model's accuracy per defect kind measures what it claims. By default every applicable defect is equally
 likely; `weights` reweights the draw of the training split, e.g. `builtin:preferences?weights=wrong_answer:3`
@@ -155,10 +163,13 @@ def _draw_order(rng: random.Random, weights: dict[str, float] | None) -> list[st
 
 
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
-             weights: str = "") -> Iterator[dict]:
+             weights: str = "", courtesy: float = 0.0) -> Iterator[dict]:
     """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task"}` of one split; `weights` as
-    `parse_weights` reads it ("" = every defect alike), applied to the training split only (module doc)."""
+    `parse_weights` reads it ("" = every defect alike), applied to the training split only; `courtesy` the
+    fraction of `curt` pairs (module doc; no draw at all when 0, so the records are those of before it)."""
     weighting = parse_weights(weights) if weights else None  # checked on both splits
+    if not 0.0 <= courtesy <= 1.0:
+        raise ValueError(f"courtesy is a fraction in [0, 1], got {courtesy}")
     if split != "train":
         weighting = None
     rng = random.Random(f"preferences/{seed}")
@@ -168,12 +179,26 @@ def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction:
         if produced >= n:
             return
         chosen = record["messages"][-1]["content"]
-        for defect in _draw_order(rng, weighting):
-            rejected = DAMAGE[defect](rng, record, chosen)
-            if rejected is not None and rejected != chosen:
-                break
+        polite = courtesy > 0 and record["task"] not in I.NO_OPENER  # draws nothing when courtesy is 0
+        opener = rng.choice(I.OPENERS) if polite else ""
+        if polite and rng.random() < courtesy:
+            pair = (I.with_opener(opener, chosen), chosen, "curt")
         else:
-            continue
-        yield {"prompt": record["messages"][:-1], "chosen": chosen, "rejected": rejected, "defect": defect,
+            pair = _damaged(rng, record, chosen, weighting)
+            if pair is None:
+                continue
+            if polite and rng.random() < 0.5:  # the same opener on both: not what makes the rejected one worse
+                pair = (I.with_opener(opener, pair[0]), I.with_opener(opener, pair[1]), pair[2])
+        yield {"prompt": record["messages"][:-1], "chosen": pair[0], "rejected": pair[1], "defect": pair[2],
                "task": record["task"]}
         produced += 1
+
+
+def _damaged(rng: random.Random, record: dict, chosen: str,
+             weighting: dict[str, float] | None) -> tuple[str, str, str] | None:
+    """(chosen, rejected, defect) with the first applicable defect of the draw, or None when none applies."""
+    for defect in _draw_order(rng, weighting):
+        rejected = DAMAGE[defect](rng, record, chosen)
+        if rejected is not None and rejected != chosen:
+            return chosen, rejected, defect
+    return None
