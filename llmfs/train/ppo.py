@@ -245,8 +245,8 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         return result, int(mask.sum()) + sum(ro.prompt_lengths), values
 
     def evaluate(step: int) -> dict:
-        """Samples on held-out prompts (the rollout temperature, a fixed seed): mean raw reward-model score and
-        KL to the reference per reply."""
+        """Samples on held-out prompts (the rollout temperature, a fixed seed): mean and std of the raw
+        reward-model score, and KL to the reference per reply."""
         if not held_out:
             return {}
         gen = torch.Generator(rt.device).manual_seed(recipe.run.seed)
@@ -261,6 +261,9 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
             rm_scores = score(rm, tokenizer, [prompt_messages(q.example["prompt"], "prompt") for q in held_out],
                               ro.texts)
             result["eval_reward_model"] = float(rm_scores.mean())
+            # the spread of the scores over these samples: the unit in which Ziegler et al. (2019) normalise a
+            # reward model (mean 0, std 1 on the initial policy's samples), so step 0's is the SFT model's
+            result["eval_reward_model_std"] = float(rm_scores.std()) if len(rm_scores) > 1 else 0.0
             for row, r in zip(table, rm_scores.tolist()):
                 row["reward_model"] = r
         if scorer is not None:

@@ -177,9 +177,12 @@ def test_reward_model_scores_and_normalises_the_rollouts(tmp_path, base):
     assert all("reward_model" in r for r in train)
     stats = ck.open_checkpoint(final).extra["reward_stats"]
     assert stats["count"] == 100 + 2 * 16  # the reward checkpoint's statistics as 100 samples, then 2 x 16 replies
-    assert "eval_reward_model" in rows(final.parent, "eval")[-1]
+    evals = rows(final.parent, "eval")[-1]
     table = [r for r in rows(final.parent, "sample") if r["step"] == 2]
-    assert 0 < len(table) <= 4 and {"prompt", "reply", "reward_model", "reward"} <= table[0].keys()
+    assert 1 < len(table) <= 4 and {"prompt", "reply", "reward_model", "reward"} <= table[0].keys()
+    scores = torch.tensor([r["reward_model"] for r in table])
+    assert evals["eval_reward_model"] == pytest.approx(float(scores.mean()), abs=1e-5)  # (3 held-out prompts: all in the table)
+    assert evals["eval_reward_model_std"] == pytest.approx(float(scores.std()), abs=1e-5)
     from safetensors.torch import load_file
 
     value = load_file(str(final / "value.safetensors"))
