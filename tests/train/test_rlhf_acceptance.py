@@ -11,7 +11,10 @@ Not reached yet, so an expected failure (xfail) at run time while every other as
 - #10, the reward-model score rising by one reward std: from the SFT model the samples already score about as
   high as the gold replies, and 100 iterations leave the held-out score flat (2.39 -> 2.36, 1.92 -> 1.87, 1.94 ->
   2.03, 2.02 -> 2.24 with earlier SFT and reward recipes, 2026-11-29; 2.28 -> 2.24 with the present ones, reward
-  std 2.74, KL 0.41, 2026-11-30). docs/bench/rlhf.md has the runs.
+  std 2.74, KL 0.41, 2026-11-30). docs/bench/rlhf.md has the runs. With a preference the demonstrations only
+  partly show (opt-in courtesy openers: `builtin:instructions?openers=0.1`, `builtin:preferences?courtesy=0.25`),
+  PPO learns it (openers 8.5% -> 94%, score 0.79 -> 2.09) but the rise is 0.92 of the SFT samples' std and 0.6 of
+  the pairs', and answers get worse (the reward model misses wrong results); not shipped (2026-11-30).
 
 #11: recipes/grpo.toml trains on two-step sums and differences (`builtin:arithmetic?level=4&ops=add,sub`), where
 this SFT model starts at 0.51; 300 iterations take it to 0.775 (0.75 already at 50; standalone from the chain's
@@ -77,8 +80,9 @@ def test_ppo_raises_the_reward_model_score_within_the_kl_target(chain):
     assert evals[0]["step"] == 0 and evals[-1]["step"] == recipe.train.max_steps
     rise = evals[-1]["eval_reward_model"] - evals[0]["eval_reward_model"]
     assert max(r["eval_kl"] for r in evals) < recipe.ppo.kl_target, evals
-    if rise < std:
-        pytest.xfail(f"reward-model score rose {rise:+.3f}, less than one reward std {std:.3f} (see module doc)")
+    if rise < std:  # also reported: the spread over the SFT model's own samples (Ziegler et al. 2019's unit)
+        pytest.xfail(f"reward-model score rose {rise:+.3f}, less than one reward std {std:.3f} (the SFT samples' "
+                     f"std: {evals[0]['eval_reward_model_std']:.3f}; see module doc)")
 
 
 @pytest.mark.slow
