@@ -229,6 +229,8 @@ def test_instruction_gold_answers_are_correct():
 
 
 def test_preferences_have_labelled_real_defects():
+    from llmfs.align.rewards import exact_match
+
     rs = records("builtin:preferences?n=600")
     defects = {r["defect"] for r in rs}
     assert defects == {"wrong_answer", "off_topic", "rude", "truncated", "repetitive", "ignores_format"}
@@ -236,6 +238,9 @@ def test_preferences_have_labelled_real_defects():
     for r in rs:
         chosen, rejected, d = r["chosen"], r["rejected"], r["defect"]
         assert chosen != rejected and r["prompt"][-1]["role"] == "user"
+        assert exact_match(chosen, r) == 1.0  # the gold answer travels with the pair, for rule rewards
+        if d in ("wrong_answer", "off_topic", "truncated"):
+            assert exact_match(rejected, r) == 0.0
         if d == "truncated":
             assert chosen.startswith(rejected) and len(rejected) < len(chosen)
         elif d == "repetitive":
@@ -246,8 +251,6 @@ def test_preferences_have_labelled_real_defects():
         elif d == "ignores_format" and r["task"] == "format_upper":
             assert rejected == chosen.lower()
         elif d == "wrong_answer" and r["task"] in ("word_problem", "arithmetic", "list_count"):
-            from llmfs.align.rewards import exact_match
-
             assert exact_match(rejected, {"answer": r["chosen"].split("Answer: ")[-1]}) == 0.0
             if r["task"] != "list_count":
                 kinds.add(wrong_work_kind(r))

@@ -1,7 +1,8 @@
 """`builtin:preferences`: `prompt`, `chosen`, `rejected` triples whose rejected reply has a labelled defect.
 
 Built on `builtin:instructions`: `prompt` is the conversation up to the graded user turn (a list of messages),
-`chosen` is the gold reply, and `rejected` is the gold reply damaged in one way, named in `defect`:
+`chosen` is the gold reply, `answer` its gold answer (what `exact_match` checks), and `rejected` is the gold reply
+damaged in one way, named in `defect`:
 
 - `wrong_answer`: a different number (the result stated wrong under right columns, or, for sums, the right
   working of a misread operand), a shuffled list, another name from the story
@@ -164,7 +165,8 @@ def _draw_order(rng: random.Random, weights: dict[str, float] | None) -> list[st
 
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
              weights: str = "", courtesy: float = 0.0) -> Iterator[dict]:
-    """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task"}` of one split; `weights` as
+    """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task", "answer"}` of one split (`answer`:
+    the conversation's gold answer, so rule rewards such as `exact_match` can score replies to these prompts); `weights` as
     `parse_weights` reads it ("" = every defect alike), applied to the training split only; `courtesy` the
     fraction of `curt` pairs (module doc; no draw at all when 0, so the records are those of before it)."""
     weighting = parse_weights(weights) if weights else None  # checked on both splits
@@ -190,7 +192,7 @@ def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction:
             if polite and rng.random() < 0.5:  # the same opener on both: not what makes the rejected one worse
                 pair = (I.with_opener(opener, pair[0]), I.with_opener(opener, pair[1]), pair[2])
         yield {"prompt": record["messages"][:-1], "chosen": pair[0], "rejected": pair[1], "defect": pair[2],
-               "task": record["task"]}
+               "task": record["task"], "answer": record["answer"]}
         produced += 1
 
 
