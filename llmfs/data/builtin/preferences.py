@@ -166,9 +166,10 @@ def _draw_order(rng: random.Random, weights: dict[str, float] | None) -> list[st
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
              weights: str = "", courtesy: float = 0.0) -> Iterator[dict]:
     """`n` records `{"prompt": messages, "chosen", "rejected", "defect", "task", "answer"}` of one split (`answer`:
-    the conversation's gold answer, so rule rewards such as `exact_match` can score replies to these prompts); `weights` as
-    `parse_weights` reads it ("" = every defect alike), applied to the training split only; `courtesy` the
-    fraction of `curt` pairs (module doc; no draw at all when 0, so the records are those of before it)."""
+    the conversation's gold answer, so rule rewards such as `exact_match` can score replies to these prompts);
+    `weights` as `parse_weights` reads it ("" = every defect alike), applied to the training split only;
+    `courtesy` the fraction of `curt` pairs (module doc; no draw at all when 0, so the records are those of
+    before it)."""
     weighting = parse_weights(weights) if weights else None  # checked on both splits
     if not 0.0 <= courtesy <= 1.0:
         raise ValueError(f"courtesy is a fraction in [0, 1], got {courtesy}")
