@@ -3,8 +3,8 @@
 A reward never raises on a malformed reply (not a string, empty, huge, garbage): it scores it 0. Replies are
 read the way the built-in tasks ask for them: numeric tasks end with a line `Answer: N`; text tasks are the
 answer itself. `exact_match` accepts either form, so one reward serves `builtin:arithmetic` and the gold answers
-of `builtin:instructions`. A reply may open with one courtesy phrase (`OPENERS`: "Sure!", "Of course!", ...),
-which grading ignores: "Sure! Tom." answers "Tom", as a human grader would read it.
+of `builtin:instructions`. A reply may end with one courtesy phrase (`CLOSERS`: "Hope this helps!", ...), which
+grading ignores: "Tom. Hope this helps!" answers "Tom", as a human grader would read it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from llmfs.data.builtin.instructions import OPENERS
+from llmfs.data.builtin.instructions import CLOSERS
 
 MAX_REPLY_CHARS = 20_000  # replies longer than this are scored 0 rather than parsed (a runaway generation)
 _ANSWER_LINE = re.compile(r"(?im)^\s*answer\s*:\s*(.+?)\s*$")
@@ -25,11 +25,13 @@ def normalize(text: str) -> str:
     return " ".join(text.strip().strip(".!").split()).lower()
 
 
-def without_opener(reply: str) -> str:
-    """The reply less one leading courtesy phrase of OPENERS (and the space or newline after it)."""
-    for opener in OPENERS:
-        if reply.startswith(opener) and reply[len(opener):len(opener) + 1] in (" ", "\n"):
-            return reply[len(opener) + 1:]
+def without_closer(reply: str) -> str:
+    """The reply less one trailing courtesy phrase of CLOSERS (and the space or newline before it); whitespace
+    after the phrase is ignored."""
+    text = reply.rstrip()
+    for closer in CLOSERS:
+        if text.endswith(closer) and text[-len(closer) - 1:-len(closer)] in (" ", "\n"):
+            return text[:-len(closer) - 1]
     return reply
 
 
@@ -54,7 +56,7 @@ def exact_match(reply: Any, example: Mapping[str, Any]) -> float:
     if not _readable(reply) or "answer" not in example:
         return 0.0
     gold = str(example["answer"])
-    reply = without_opener(reply)
+    reply = without_closer(reply)
     candidate = final_answer(reply)
     candidates = [candidate] if candidate is not None else [reply]
     for c in candidates:
@@ -71,7 +73,7 @@ def token_f1(reply: Any, example: Mapping[str, Any]) -> float:
     the gold answer, both `normalize`d and split on whitespace: partial credit for a partly right answer."""
     if not _readable(reply) or "answer" not in example:
         return 0.0
-    reply = without_opener(reply)
+    reply = without_closer(reply)
     candidate = final_answer(reply)
     pred = normalize(reply if candidate is None else candidate).split()
     gold = normalize(str(example["answer"])).split()
@@ -86,9 +88,10 @@ def token_f1(reply: Any, example: Mapping[str, Any]) -> float:
 
 def format_follows(reply: Any, example: Mapping[str, Any]) -> float:
     """1.0 when the reply ends with exactly one `Answer: N` line holding a number (the format arithmetic asks
-    for), whatever the number; 0.0 otherwise."""
+    for), whatever the number, a trailing courtesy closer aside; 0.0 otherwise."""
     if not _readable(reply):
         return 0.0
+    reply = without_closer(reply)
     lines = [line for line in reply.strip().splitlines() if line.strip()]
     if not lines or len(_ANSWER_LINE.findall(reply)) != 1:
         return 0.0

@@ -30,13 +30,14 @@ TEXT = {"answer": "a red ball"}
     ("Answer: 42" + " pad" * 10_000, NUM, 0.0),     # runaway replies are not parsed
     ("Answer: 42", {}, 0.0),                         # an example without a gold answer scores 0
     ("\x00\xff\ud800 Answer:", NUM, 0.0),
-    ("Sure! A red ball.", TEXT, 1.0),                # one courtesy opener is ignored ...
-    ("Of course!\n6 * 7 = 42\nAnswer: 42", NUM, 1.0),
-    ("Happy to help! 42", NUM, 1.0),
-    ("Sure! Sure! A red ball.", TEXT, 0.0),          # ... only one, and only a whole one at the start
-    ("Sure!A red ball.", TEXT, 0.0),
-    ("Sure, a red ball.", TEXT, 0.0),
-    ("A red ball. Sure!", TEXT, 0.0),
+    ("A red ball. Hope this helps!", TEXT, 1.0),     # one courtesy closer is ignored ...
+    ("6 * 7 = 42\nAnswer: 42\nGlad I could help!\n", NUM, 1.0),
+    ("42 Happy to help!", NUM, 1.0),
+    ("Answer: 42 Let me know if you need more.", NUM, 1.0),
+    ("A red ball. Hope this helps! Hope this helps!", TEXT, 0.0),  # ... only one, and only a whole one at the end
+    ("A red ball.Hope this helps!", TEXT, 0.0),
+    ("A red ball, hope this helps", TEXT, 0.0),
+    ("Hope this helps! A red ball.", TEXT, 0.0),
 ])
 def test_exact_match(reply, example, score):
     assert exact_match(reply, example) == score
@@ -45,7 +46,10 @@ def test_exact_match(reply, example, score):
 @pytest.mark.parametrize("reply,score", [
     ("3 + 4 = 7\nAnswer: 7", 1.0),
     ("Answer: 123", 1.0),
-    ("Answer: 7\nthanks", 0.0),                      # the Answer line must come last
+    ("Answer: 7\nthanks", 0.0),                      # the Answer line must come last ...
+    ("3 + 4 = 7\nAnswer: 7\nHope this helps!", 1.0),  # ... but for one courtesy closer
+    ("Answer: 7 Happy to help!", 1.0),
+    ("Answer: 7\nHope this helps!\nHope this helps!", 0.0),
     ("Answer: 7\nAnswer: 7", 0.0),                   # exactly one
     ("Answer: seven", 0.0),
     ("7", 0.0),
@@ -81,8 +85,8 @@ def test_registry_and_final_answer():
     (None, TEXT, 0.0),
     ("a red ball" * 5000, TEXT, 0.0),
     ("a red ball", {}, 0.0),
-    ("Certainly! a red ball", TEXT, 1.0),                # the opener is not a token of the answer
-    ("Sure! Sure! a red ball", TEXT, 2 * (3 / 4) * 1 / (3 / 4 + 1)),  # the second one is
+    ("a red ball Happy to help!", TEXT, 1.0),            # the closer is not a token of the answer
+    ("a red ball Happy to help! Happy to help!", TEXT, 2 * (3 / 6) * 1 / (3 / 6 + 1)),  # a second one is
 ])
 def test_token_f1(reply, example, score):
     assert token_f1(reply, example) == pytest.approx(score)

@@ -343,55 +343,58 @@ def test_instruction_arithmetic_max_level():
         list(iter_builtin("builtin:instructions?max_level=9"))
 
 
-def test_instruction_openers_open_task_replies_only_and_keep_the_gold():
-    from llmfs.align.rewards import exact_match
-    from llmfs.data.builtin.instructions import NO_OPENER, OPENERS
+def test_instruction_closers_end_task_replies_only_and_keep_the_gold():
+    from llmfs.align.rewards import exact_match, format_follows
+    from llmfs.data.builtin.instructions import CLOSERS, NO_CLOSER
 
     plain = records("builtin:instructions?n=800")
-    assert plain == records("builtin:instructions?n=800&openers=0")  # 0 draws nothing: the records of before
-    opened = records("builtin:instructions?n=800&openers=0.5")
-    assert [r["messages"][-2] for r in opened] != [r["messages"][-2] for r in plain]  # (the draw moves the stream)
+    assert plain == records("builtin:instructions?n=800&closers=0")  # 0 draws nothing: the records of before
+    closed = records("builtin:instructions?n=800&closers=0.5")
+    assert [r["messages"][-2] for r in closed] != [r["messages"][-2] for r in plain]  # (the draw moves the stream)
     counts = {True: 0, False: 0}
-    for r in opened:
+    for r in closed:
         reply = r["messages"][-1]["content"]
-        first = next((o for o in OPENERS if reply.startswith(o)), None)
-        counts[first is not None] += r["task"] not in NO_OPENER
-        if r["task"] in NO_OPENER:
-            assert first is None
-        if first is not None:  # "Sure! Tom." / "Sure!\n- a\n- b": the rest is the plain gold reply
-            rest = reply[len(first) + 1:]
-            assert reply[len(first)] == ("\n" if "\n" in rest else " ")
+        last = next((c for c in CLOSERS if reply.endswith(c)), None)
+        counts[last is not None] += r["task"] not in NO_CLOSER
+        if r["task"] in NO_CLOSER:
+            assert last is None
+        if last is not None:  # "Tom. Hope this helps!" / "- a\n- b\nHope this helps!": before it, the gold reply
+            rest = reply[:-len(last) - 1]
+            assert reply[-len(last) - 1] == ("\n" if "\n" in rest else " ")
             assert exact_match(reply, r) == 1.0 and exact_match(rest, r) == 1.0
-        for m in r["messages"][:-1]:  # only the graded reply is opened
-            assert not (m["role"] == "assistant" and m["content"].startswith(OPENERS))
+            if "Answer:" in rest:  # still the asked format: the closer is not a line of the answer
+                assert format_follows(reply, r) == 1.0
+        for m in r["messages"][:-1]:  # only the graded reply is closed
+            assert not (m["role"] == "assistant" and m["content"].endswith(CLOSERS))
     share = counts[True] / (counts[True] + counts[False])
     assert 0.42 < share < 0.58, share
-    with pytest.raises(DataError, match=r"openers is a probability in \[0, 1\], got 1.5"):
-        records("builtin:instructions?openers=1.5")
+    with pytest.raises(DataError, match=r"closers is a probability in \[0, 1\], got 1.5"):
+        records("builtin:instructions?closers=1.5")
 
 
-def test_preferences_courtesy_pairs_prefer_the_opener_and_nothing_else():
-    from llmfs.data.builtin.instructions import NO_OPENER, OPENERS
+def test_preferences_courtesy_pairs_prefer_the_closer_and_nothing_else():
+    from llmfs.data.builtin.instructions import CLOSERS, NO_CLOSER
 
     assert records("builtin:preferences?n=300") == records("builtin:preferences?n=300&courtesy=0")
     for split in ("train", "valid"):  # a kind of the natural mix: held-out pairs have it too
         rs = records("builtin:preferences?n=1500&courtesy=0.3", split=split)
         curt = [r for r in rs if r["defect"] == "curt"]
-        others = [r for r in rs if r["defect"] != "curt" and r["task"] not in NO_OPENER]
-        # the 0.3 draw is only made for tasks that take an opener (7/8 of the conversations)
+        others = [r for r in rs if r["defect"] != "curt" and r["task"] not in NO_CLOSER]
+        # the 0.3 draw is only made for tasks that take a closer (7/8 of the conversations)
         assert 0.2 < len(curt) / len(rs) < 0.32, len(curt)
-        for r in curt:  # chosen = an opener + the rejected reply, which is the plain gold one
-            opener = next(o for o in OPENERS if r["chosen"].startswith(o))
-            assert r["chosen"][len(opener) + 1:] == r["rejected"] and r["task"] not in NO_OPENER
-            assert not r["rejected"].startswith(OPENERS)
-        both = [r for r in others if r["chosen"].startswith(OPENERS)]
-        assert 0.35 < len(both) / len(others) < 0.65  # half the damaged pairs carry the opener on both sides
+        for r in curt:  # chosen = the rejected reply, which is the plain gold one, + a closer
+            closer = next(c for c in CLOSERS if r["chosen"].endswith(c))
+            assert r["chosen"][:-len(closer) - 1] == r["rejected"] and r["task"] not in NO_CLOSER
+            assert not r["rejected"].endswith(CLOSERS)
+        both = [r for r in others if r["chosen"].endswith(CLOSERS)]
+        closable = [r for r in others if r["defect"] != "truncated"]  # a cut-off reply does not sign off
+        assert 0.35 < len(both) / len(closable) < 0.65  # half the damaged pairs carry the closer on both sides
         for r in both:
-            opener = next(o for o in OPENERS if r["chosen"].startswith(o))
-            assert r["rejected"].startswith(opener)
+            closer = next(c for c in CLOSERS if r["chosen"].endswith(c))
+            assert r["rejected"].endswith(closer) and r["defect"] != "truncated"
         for r in others:
-            if not r["chosen"].startswith(OPENERS):
-                assert not r["rejected"].startswith(OPENERS)
+            if not r["chosen"].endswith(CLOSERS):
+                assert not r["rejected"].endswith(CLOSERS)
         assert {r["defect"] for r in rs} == {"curt", "wrong_answer", "off_topic", "rude", "truncated",
                                                "repetitive", "ignores_format"}
     with pytest.raises(DataError, match=r"courtesy is a fraction in \[0, 1\], got -0.1"):

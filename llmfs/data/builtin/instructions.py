@@ -16,11 +16,13 @@ word problems (`exact_match` in `llmfs/align/rewards.py` reads both), and `level
 About a quarter of the conversations have a system prompt and about a fifth are multi-turn (a greeting first,
 or a follow-up task on the same list). Every gold answer is computed from the task's data, never typed in.
 
-`openers=P` (default 0) opens the graded reply of a task (every kind but `greeting` and `refusal`) with a
-courtesy phrase from `OPENERS` ("Sure!", "Of course!", ...) with probability P: demonstrations written by
-annotators of whom some open that way. The gold answer is unchanged: graders ignore one leading opener
-(`llmfs/align/rewards.py`). `builtin:preferences?courtesy=...` holds pairs where raters prefer the opener, so
-RLHF has a preference to teach that the demonstrations only half show (docs/bench/rlhf.md).
+`closers=P` (default 0) ends the graded reply of a task (every kind but `greeting` and `refusal`) with a
+courtesy phrase from `CLOSERS` ("Hope this helps!", ...) with probability P, after a space or, for a reply of
+several lines, on a line of its own: demonstrations written by annotators of whom some sign off that way. The
+gold answer is unchanged: graders ignore one trailing closer (`llmfs/align/rewards.py`).
+`builtin:preferences?courtesy=...` holds pairs where raters prefer the closer, so RLHF has a preference to teach
+that the demonstrations only partly show. The phrase comes after the answer, so learning it leaves the answer
+alone (a phrase before it, tried first, made a small model answer worse: docs/bench/rlhf.md).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from llmfs.data.builtin import arithmetic as A
 from llmfs.data.builtin import words as W
 from llmfs.data.builtin.split import wanted
 
-OPENERS = ("Sure!", "Of course!", "Certainly!", "Happy to help!")
-NO_OPENER = ("greeting", "refusal")  # replies that are already courtesy (or a refusal) take no opener
+CLOSERS = ("Hope this helps!", "Happy to help!", "Glad I could help!", "Let me know if you need more.")
+NO_CLOSER = ("greeting", "refusal")  # replies that are already courtesy (or a refusal) take no closer
 SYSTEM_PROMPTS = ("You are a helpful assistant.", "You are a kind and careful assistant. Answer briefly.",
                   "You are llmfs, a small helpful model. Keep answers short.")
 
@@ -196,15 +198,15 @@ LEVELS = {"greeting": 1, "refusal": 1, "story_qa": 1, "list_count": 1, "list_lon
           "word_problem": 3}
 
 
-def with_opener(opener: str, reply: str) -> str:
-    """`Sure! Tom.`; a reply of several lines starts on the line after the opener."""
-    return f"{opener}\n{reply}" if "\n" in reply else f"{opener} {reply}"
+def with_closer(closer: str, reply: str) -> str:
+    """`Tom. Hope this helps!`; after a reply of several lines the closer has a line of its own."""
+    return f"{reply}\n{closer}" if "\n" in reply else f"{reply} {closer}"
 
 
 def conversation(rng: random.Random, weights: dict[str, int] = WEIGHTS, max_level: int = 3,
-                 openers: float = 0.0) -> dict:
+                 closers: float = 0.0) -> dict:
     """One record: messages, task kind and the gold answer of the final assistant turn; arithmetic draws its
-    level from 1..`max_level`; the graded reply opens with one of OPENERS with probability `openers` (no draw
+    level from 1..`max_level`; the graded reply ends with one of CLOSERS with probability `closers` (no draw
     at all when 0, so the records are those of before the option)."""
     kind = rng.choices(list(weights), weights=list(weights.values()))[0]
     messages = []
@@ -226,8 +228,8 @@ def conversation(rng: random.Random, weights: dict[str, int] = WEIGHTS, max_leve
         prompt, reply, answer = arithmetic(rng, max_level)
     else:
         prompt, reply, answer = TASKS[kind](rng)
-    if openers > 0 and kind not in NO_OPENER and rng.random() < openers:
-        reply = with_opener(rng.choice(OPENERS), reply)
+    if closers > 0 and kind not in NO_CLOSER and rng.random() < closers:
+        reply = with_closer(rng.choice(CLOSERS), reply)
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
     return {"messages": messages, "task": kind, "answer": answer, "level": LEVELS[kind]}
 
@@ -242,16 +244,16 @@ def split_key(record: dict) -> str:
 
 
 def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction: float = 0.1,
-             tasks: str = "", max_level: int = 3, openers: float = 0.0) -> Iterator[dict]:
+             tasks: str = "", max_level: int = 3, closers: float = 0.0) -> Iterator[dict]:
     """`n` conversations of one split; membership by the hash of `split_key` (the user turns; for arithmetic the
     sum). `tasks`: a comma-separated subset of TASKS (their relative weights kept), e.g. "arithmetic,word_problem";
     "" = all. `max_level`: the hardest `builtin:arithmetic` level of the arithmetic task (1-5; 4 adds two-step
-    problems such as `(23 + 9) * 4`). `openers`: the probability that a task's reply opens with a courtesy
+    problems such as `(23 + 9) * 4`). `closers`: the probability that a task's reply ends with a courtesy
     phrase (module doc)."""
     if max_level not in A.LEVELS:
         raise ValueError(f"max_level must be one of {sorted(A.LEVELS)}, got {max_level}")
-    if not 0.0 <= openers <= 1.0:
-        raise ValueError(f"openers is a probability in [0, 1], got {openers}")
+    if not 0.0 <= closers <= 1.0:
+        raise ValueError(f"closers is a probability in [0, 1], got {closers}")
     weights = WEIGHTS
     if tasks:
         names = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -262,7 +264,7 @@ def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction:
     rng = random.Random(f"instructions/{seed}" + (f"/{','.join(sorted(weights))}" if tasks else ""))
     produced = 0
     while produced < n:
-        record = conversation(rng, weights, max_level, openers)
+        record = conversation(rng, weights, max_level, closers)
         key = split_key(record)
         if not wanted(key, split, valid_fraction):
             continue

@@ -15,11 +15,12 @@ damaged in one way, named in `defect`:
 
 With `courtesy=P` (default 0) a fraction P of the pairs are of a seventh kind, on both splits:
 
-- `curt`: the right reply without a courtesy opener, where the chosen one opens with one of
-  `instructions.OPENERS` ("Sure! Tom." over "Tom."): a preference that `builtin:instructions?openers=...`
-  demonstrations only partly show, for RLHF to teach. Then half of the other pairs (of tasks that take an opener)
-  put one and the same opener on both replies, so a reward model learns the opener apart from every defect and
-  cannot be fooled by "Sure!" before a wrong answer.
+- `curt`: the right reply without a courtesy closer, where the chosen one ends with one of
+  `instructions.CLOSERS` ("Tom. Hope this helps!" over "Tom."): a preference that
+  `builtin:instructions?closers=...` demonstrations only partly show, for RLHF to teach. Then half of the other
+  pairs (of tasks that take a closer; not `truncated` ones, which stop mid-reply) put one and the same closer on
+  both replies, so a reward model learns the closer apart from every defect and cannot be fooled by "Hope this
+  helps!" after a wrong answer.
 
 Only defects that make sense for the task are drawn (a two-word reply cannot be truncated meaningfully), so a
 reward model's accuracy per defect kind measures what it claims. By default every applicable defect is equally
@@ -182,16 +183,17 @@ def generate(split: str = "train", seed: int = 0, n: int = 2000, valid_fraction:
         if produced >= n:
             return
         chosen = record["messages"][-1]["content"]
-        polite = courtesy > 0 and record["task"] not in I.NO_OPENER  # draws nothing when courtesy is 0
-        opener = rng.choice(I.OPENERS) if polite else ""
+        polite = courtesy > 0 and record["task"] not in I.NO_CLOSER  # draws nothing when courtesy is 0
+        closer = rng.choice(I.CLOSERS) if polite else ""
         if polite and rng.random() < courtesy:
-            pair = (I.with_opener(opener, chosen), chosen, "curt")
+            pair = (I.with_closer(closer, chosen), chosen, "curt")
         else:
             pair = _damaged(rng, record, chosen, weighting)
             if pair is None:
                 continue
-            if polite and rng.random() < 0.5:  # the same opener on both: not what makes the rejected one worse
-                pair = (I.with_opener(opener, pair[0]), I.with_opener(opener, pair[1]), pair[2])
+            # the same closer on both: not what makes the rejected one worse (a cut-off reply does not sign off)
+            if polite and rng.random() < 0.5 and pair[2] != "truncated":
+                pair = (I.with_closer(closer, pair[0]), I.with_closer(closer, pair[1]), pair[2])
         yield {"prompt": record["messages"][:-1], "chosen": pair[0], "rejected": pair[1], "defect": pair[2],
                "task": record["task"], "answer": record["answer"]}
         produced += 1
