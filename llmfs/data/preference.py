@@ -124,6 +124,18 @@ def last_index(mask: torch.Tensor) -> torch.Tensor:
     return T - 1 - mask.flip(1).long().argmax(1)
 
 
+def reply_start(length: int, reply_tokens: int) -> int:
+    """The position of the first reply id in a rendering of `length` ids that ends with a reply of `reply_tokens`
+    ids and its `<|end|>`; at least 1 (a cut may have removed the reply's start; position 0 predicts nothing)."""
+    return max(1, length - reply_tokens - 1)
+
+
+def pair_starts(pairs: list[Pair]) -> torch.Tensor:
+    """(2B,) the first reply position of each row of `pair_batch` (chosen rows, then rejected rows)."""
+    return torch.tensor([reply_start(len(p.chosen), p.chosen_tokens) for p in pairs]
+                        + [reply_start(len(p.rejected), p.rejected_tokens) for p in pairs], dtype=torch.long)
+
+
 def pair_batch(pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ids (2B, T) (chosen rows, then rejected rows, right-padded), index (2B,) of each last id, margins (B,)."""
     ids, mask = pad_rows([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
@@ -137,6 +149,6 @@ def chosen_reply_targets(pairs: list[Pair], T: int) -> torch.Tensor:
     targets = torch.full((len(pairs), T), -100, dtype=torch.long)
     for k, p in enumerate(pairs):
         n = len(p.chosen)
-        start = max(1, n - p.chosen_tokens - 1)  # the first reply id (the cut may have removed part of the reply)
+        start = reply_start(n, p.chosen_tokens)
         targets[k, start - 1:n - 1] = torch.tensor(p.chosen[start:], dtype=torch.long)
     return targets

@@ -64,6 +64,8 @@ class RewardConfig:
     center_coef: float = option(0.0, ge=0, doc="reward centering coef * mean((r_c + r_r)^2); 0 = off")
     lm_coef: float = option(0.0, ge=0, doc="+ coef * next-token loss on the chosen replies (keeps the parent's "
                             "knowledge; Yang et al. 2024); 0 = off")
+    likelihood_coef: float = option(0.0, ge=0, doc="reward = head + coef * the reply's mean token log-probability "
+                                    "under the backbone's LM head (SimPO's implicit reward); 0 = the head alone")
     length_warning: float = option(0.3, gt=0, le=1, doc="warn when |corr(reward, reply tokens)| exceeds it")
 
     def validate(self) -> None:
@@ -127,7 +129,7 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     """Train a reward model, checkpoint it and return the final checkpoint directory."""
     from llmfs.align.reward import RewardModel
     from llmfs.align.reward_losses import pairwise_loss, reply_lm_loss
-    from llmfs.data.preference import FIELDS, build_pairs, chosen_reply_targets, pair_batch
+    from llmfs.data.preference import FIELDS, build_pairs, chosen_reply_targets, pair_batch, pair_starts
     from llmfs.data.records import split_records
     from llmfs.data.sft import batch_indices
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
@@ -152,13 +154,16 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
                          f"{cfg.max_seq_len}); lower data.seq_len")
     # The next-token logits of lm_coef: the tied embedding (trained with the backbone), or a frozen copy of an
     # untied parent's lm_head (not part of the reward model, so neither saved nor trained; a resume reads it again).
+    # With likelihood_coef > 0 the reward model keeps an untied head itself (trained and saved), and lm_coef uses it.
+    likelihood = recipe.reward.likelihood_coef
     untied_head = (backbone.lm_head.weight.detach().clone()  # RewardModel drops lm_head: copy it first
-                   if recipe.reward.lm_coef > 0 and not cfg.tie_embeddings else None)
-    model = RewardModel(cfg, backbone=backbone, generator=torch.Generator().manual_seed(recipe.run.seed))
+                   if recipe.reward.lm_coef > 0 and not cfg.tie_embeddings and not likelihood else None)
+    model = RewardModel(cfg, backbone=backbone, generator=torch.Generator().manual_seed(recipe.run.seed),
+                        likelihood_coef=likelihood)
     model = model.to(rt.device)
     lm_weight = None
     if recipe.reward.lm_coef > 0:
-        lm_weight = model.backbone.embed_tokens.weight if cfg.tie_embeddings else untied_head.to(rt.device)
+        lm_weight = model.vocab_weight() if untied_head is None else untied_head.to(rt.device)
     pad_id = start.pad_id
 
     # ------------------------------------------------------------------------------------------- data
@@ -192,11 +197,12 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
             pairs = mine[k * micro_pairs:(k + 1) * micro_pairs]
             ids, index, margins = pair_batch(pairs, pad_id)
             targets = chosen_reply_targets(pairs, ids.shape[1]) if lm_weight is not None else None
-            micro.append(tuple(t.to(rt.device) if t is not None else None for t in (ids, index, margins, targets)))
+            micro.append(tuple(t.to(rt.device) if t is not None else None
+                               for t in (ids, index, pair_starts(pairs), margins, targets)))
         return micro, sum(len(p.chosen) + len(p.rejected) for p in mine) * world
 
-    def loss_fn(m, ids, index, margins, targets):
-        rewards, out = m(ids, index)  # (2B,): chosen rows, then rejected rows
+    def loss_fn(m, ids, index, start, margins, targets):
+        rewards, out = m(ids, index, start=start)  # (2B,): chosen rows, then rejected rows
         chosen, rejected = rewards.chunk(2)
         loss = pairwise_loss(chosen, rejected, loss=rw.loss, margin=margins if margin_field else rw.margin,
                              center_coef=rw.center_coef)
@@ -213,8 +219,9 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
             chosen, rejected = [], []
             for k in range(0, len(valid_pairs), micro_pairs):
                 ids, index, _ = pair_batch(valid_pairs[k:k + micro_pairs], pad_id)
+                start = pair_starts(valid_pairs[k:k + micro_pairs]).to(rt.device)
                 with rt.autocast():
-                    rewards, _ = model(ids.to(rt.device), index.to(rt.device))
+                    rewards, _ = model(ids.to(rt.device), index.to(rt.device), start=start)
                 c, r = rewards.float().cpu().chunk(2)
                 chosen.append(c)
                 rejected.append(r)
@@ -240,7 +247,9 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
             progress=progress, seed=recipe.run.seed, recipe_text=recipe_text, kind="reward",
             model_config=dataclasses.asdict(cfg), tokenizer_json=tok_dir / "tokenizer.json", parent=parent,
             extra={"stage": "reward", "step": step, "tokenizer_sha256": tok_sha, "vocab_resized": resized,
-                   "head": "head.score on the final hidden state of the last id (<|end|>)",
+                   "head": "head.score on the final hidden state of the last id (<|end|>)"
+                           + (" + likelihood_coef * the reply's mean token log-probability" if likelihood else ""),
+                   "likelihood_coef": likelihood,
                    "seq_len": seq_len, "reward_mean": held_out.get("reward_mean"),
                    "reward_std": held_out.get("reward_std"), "eval": held_out, "eval_step": last_eval.get("step"),
                    "data": {"train": dataclasses.asdict(train_counts), "valid": dataclasses.asdict(valid_counts)}})
@@ -257,8 +266,9 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     if resized:
         metrics.message(f"tokenizer: added {', '.join(resized['added_tokens'])}; embedding grown "
                         f"{resized['from']} -> {resized['to']} rows")
-    # 6 * d_model * vocab: the Transformer's estimate counts an lm_head matmul the reward model does not run
-    flops = model.backbone.flops_per_token(seq_len) - 6 * cfg.d_model * cfg.vocab_size
+    # 6 * d_model * vocab: the Transformer's estimate counts an lm_head matmul the reward model runs only for its
+    # likelihood term
+    flops = model.backbone.flops_per_token(seq_len) - (0 if likelihood else 6 * cfg.d_model * cfg.vocab_size)
     stage = Stage(batches=batches, loss_fn=loss_fn, evaluate=evaluate, sample=lambda step: None, save=save_ckpt,
                   lr_at=lambda step: lr_at(step, recipe.optim.lr, total, recipe.schedule), flops_per_token=flops,
                   compile=recipe.train.compile)

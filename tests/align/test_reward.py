@@ -74,3 +74,39 @@ def test_a_causal_lm_checkpoint_is_refused(tmp_path):
                  state_dict=Transformer(CFG).state_dict(), tokenizer_json=tmp_path / "tok" / "tokenizer.json")
     with pytest.raises(CheckpointError, match="is a 'causal_lm' checkpoint; scoring needs a reward checkpoint"):
         load_reward_model(lm)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_likelihood_term_adds_the_language_models_mean_reply_logprob(tmp_path, tied):
+    """likelihood_coef = beta: reward = head(h_end) + beta * mean log p(reply ids and <|end|>), the log-probs
+    taken from the parent Transformer's own logits (an untied lm_head is kept and saved); score() and a
+    checkpoint round trip give the same numbers; without each row's reply start the model refuses."""
+    import copy
+
+    from llmfs.model.transformer import Transformer
+    from llmfs.tokenizer.chat import render_prompt
+
+    cfg = dataclasses.replace(CFG, tie_embeddings=tied)
+    lm = Transformer(cfg, generator=torch.Generator().manual_seed(3)).eval()
+    m = RewardModel(cfg, backbone=copy.deepcopy(lm), generator=torch.Generator().manual_seed(4),
+                    likelihood_coef=2.0).eval()
+    assert any("lm_head" in n for n in m.state_dict()) != tied
+    talks = [("hi", "hello there"), ("2+2?", "4"), ("name a colour", "red")]
+    got = score(m, TOK, [p for p, _ in talks], [r for _, r in talks], batch_size=2)  # (3,), right-padded batches
+    for k, (p, r) in enumerate(talks):
+        messages = [{"role": "user", "content": p}]
+        ids = render_reply(TOK, messages, r, 32)[0]
+        first = len(render_prompt(TOK, messages))  # the reply's first id; the rendering ends with <|end|>
+        with torch.no_grad():
+            logp = torch.log_softmax(lm(torch.tensor([ids])).logits[0].double(), -1)  # (T, V)
+            mean = sum(float(logp[t - 1, ids[t]]) for t in range(first, len(ids))) / (len(ids) - first)
+            hidden = m.backbone(torch.tensor([ids]), return_hidden=True, return_logits=False).hidden
+            head = float(m.head(hidden, torch.tensor([len(ids) - 1]))[0])
+        assert float(got[k]) == pytest.approx(head + 2.0 * mean, abs=1e-4)
+    with pytest.raises(ValueError, match="pass start"):
+        m(torch.tensor([ids]), torch.tensor([len(ids) - 1]))
+    save(TOK, tmp_path / "tok")
+    path = ck.save(tmp_path / "rm", kind="reward", model_config=dataclasses.asdict(cfg), state_dict=m.state_dict(),
+                   tokenizer_json=tmp_path / "tok" / "tokenizer.json", extra={"likelihood_coef": 2.0})
+    loaded, tok, _ = load_reward_model(path)
+    torch.testing.assert_close(score(loaded, tok, [p for p, _ in talks], [r for _, r in talks]), got)

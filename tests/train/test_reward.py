@@ -178,6 +178,38 @@ def test_lm_coef_keeps_the_backbone_predicting_the_chosen_replies(tmp_path, base
     assert not any("lm_head" in k for k in load_file(str(full / ck.MODEL_FILE)))
 
 
+def test_likelihood_coef_learns_scores_and_resumes_exactly(tmp_path, base):
+    """reward.likelihood_coef: the run learns the pairs, the checkpoint records the coefficient and scores with the
+    likelihood term (what the trainer evaluated: the stored held-out reward mean is reproduced by `score`); on an
+    untied parent the reward model keeps its lm_head (saved, trained) and a resume is exact."""
+    from safetensors.torch import load_file
+
+    from llmfs.align.reward import load_reward_model, score
+
+    p = recipe_file(tmp_path, base)
+    final = run(load_recipe(p, RewardRecipe, ["reward.likelihood_coef=1.0", "reward.lm_coef=1.0"]), quiet=True)
+    evals = rows(final.parent, "eval")
+    assert evals[-1]["accuracy"] >= 0.8 > evals[0]["accuracy"]
+    model, tok, ckpt = load_reward_model(final)
+    assert ckpt.extra["likelihood_coef"] == 1.0 and model.likelihood_coef == 1.0
+    records = [json.loads(line) for line in (tmp_path / "valid.jsonl").read_text().splitlines()]
+    prompts = [r["prompt"] for r in records] * 2
+    rewards = score(model, tok, prompts, [r["chosen"] for r in records] + [r["rejected"] for r in records])
+    assert float(rewards.mean()) == pytest.approx(ckpt.extra["reward_mean"], abs=1e-4)
+
+    d = tmp_path / "untied"
+    save(ByteTokenizer(), d / "tok")
+    cfg = ModelConfig(vocab_size=257, max_seq_len=32, d_model=32, n_layers=2, n_heads=4, tie_embeddings=False)
+    net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
+    untied = ck.save(d / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg),
+                     state_dict=net.state_dict(), tokenizer_json=d / "tok" / "tokenizer.json")
+    common = ["train.max_steps=14", "train.eval_every=0", "eval.baseline=false", "log.every=1",
+              "reward.likelihood_coef=1.0", "reward.lm_coef=1.0"]
+    full = assert_resume_is_exact(recipe_file(tmp_path / "u", untied), common, tmp_path / "resumed")
+    head = load_file(str(full / ck.MODEL_FILE))["lm_head.weight"]
+    assert not torch.equal(head, net.lm_head.weight.detach())  # trained with the rest
+
+
 def test_metrics_by_hand():
     chosen, rejected = torch.tensor([2.0, 0.0, 1.0]), torch.tensor([1.0, 1.0, 1.0])
     m = pair_metrics(chosen, rejected, ["x", "x", "y"], torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))

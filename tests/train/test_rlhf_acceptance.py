@@ -66,8 +66,10 @@ def test_reward_model_ranks_held_out_pairs(chain):
 @pytest.mark.slow
 def test_ppo_raises_the_reward_model_score_within_the_kl_target(chain):
     """#10: from the SFT model, the mean reward-model score of samples on held-out prompts rises by at least one
-    reward standard deviation (the reward checkpoint's held-out std) while the KL to the reference stays under
-    the recipe's kl_target."""
+    reward standard deviation while the KL to the reference stays under the recipe's kl_target. The std is that
+    of the reward-model scores of the SFT model's own samples on those prompts (PPO's evaluation at step 0): the
+    spread of the quantity measured, and the unit Ziegler et al. (2019) normalise the reward to before RL. The
+    std over the reward checkpoint's held-out pairs, mostly their chosen/rejected gap, is reported beside it."""
     import json
 
     from llmfs.train.ppo import PPORecipe
@@ -78,13 +80,13 @@ def test_ppo_raises_the_reward_model_score_within_the_kl_target(chain):
     final = ppo(recipe, quiet=True)
     evals = [r for r in map(json.loads, (final.parent / "metrics.jsonl").read_text().splitlines())
              if r["kind"] == "eval"]
-    std = ck.open_checkpoint(chain["reward"]).extra["reward_std"]
     assert evals[0]["step"] == 0 and evals[-1]["step"] == recipe.train.max_steps
     rise = evals[-1]["eval_reward_model"] - evals[0]["eval_reward_model"]
+    std = evals[0]["eval_reward_model_std"]
+    pairs_std = ck.open_checkpoint(chain["reward"]).extra["reward_std"]
     assert max(r["eval_kl"] for r in evals) < recipe.ppo.kl_target, evals
-    if rise < std:  # also reported: the spread over the SFT model's own samples (Ziegler et al. 2019's unit)
-        pytest.xfail(f"reward-model score rose {rise:+.3f}, less than one reward std {std:.3f} (the SFT samples' "
-                     f"std: {evals[0]['eval_reward_model_std']:.3f}; see module doc)")
+    assert rise >= std, (f"reward-model score rose {rise:+.3f}, less than one std of the SFT samples' scores "
+                         f"{std:.3f} (pairs' std {pairs_std:.3f}): {evals}")
 
 
 @pytest.mark.slow
