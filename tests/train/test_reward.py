@@ -69,15 +69,19 @@ def write_pairs(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    """A random tiny causal LM with a byte tokenizer that has no chat tokens (257 ids)."""
-    d = tmp_path_factory.mktemp("base")
+def tiny_parent(d: Path, *, tied: bool = True) -> tuple[Path, Transformer]:
+    """A random tiny causal LM checkpoint under `d` with a byte tokenizer that has no chat tokens (257 ids), and
+    the Transformer it holds."""
     save(ByteTokenizer(), d / "tok")
-    cfg = ModelConfig(vocab_size=257, max_seq_len=32, d_model=32, n_layers=2, n_heads=4)
+    cfg = ModelConfig(vocab_size=257, max_seq_len=32, d_model=32, n_layers=2, n_heads=4, tie_embeddings=tied)
     net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
     return ck.save(d / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=net.state_dict(),
-                   tokenizer_json=d / "tok" / "tokenizer.json")
+                   tokenizer_json=d / "tok" / "tokenizer.json"), net
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return tiny_parent(tmp_path_factory.mktemp("base"))[0]
 
 
 def recipe_file(tmp_path: Path, base: Path, train: Path | None = None) -> Path:
@@ -166,12 +170,7 @@ def test_lm_coef_keeps_the_backbone_predicting_the_chosen_replies(tmp_path, base
     without = run(load_recipe(p, RewardRecipe, [*common, 'run.name="plain"']), quiet=True)
     assert reply_loss(with_lm) < 0.5 * reply_loss(without)
 
-    d = tmp_path / "untied"
-    save(ByteTokenizer(), d / "tok")
-    cfg = ModelConfig(vocab_size=257, max_seq_len=32, d_model=32, n_layers=2, n_heads=4, tie_embeddings=False)
-    net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
-    untied = ck.save(d / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg),
-                     state_dict=net.state_dict(), tokenizer_json=d / "tok" / "tokenizer.json")
+    untied, net = tiny_parent(tmp_path / "untied", tied=False)
     p = recipe_file(tmp_path / "u", untied)
     common = ["train.max_steps=14", *common, "reward.lm_coef=1.0"]
     full = assert_resume_is_exact(p, common, tmp_path / "resumed")
@@ -197,12 +196,7 @@ def test_likelihood_coef_learns_scores_and_resumes_exactly(tmp_path, base):
     rewards = score(model, tok, prompts, [r["chosen"] for r in records] + [r["rejected"] for r in records])
     assert float(rewards.mean()) == pytest.approx(ckpt.extra["reward_mean"], abs=1e-4)
 
-    d = tmp_path / "untied"
-    save(ByteTokenizer(), d / "tok")
-    cfg = ModelConfig(vocab_size=257, max_seq_len=32, d_model=32, n_layers=2, n_heads=4, tie_embeddings=False)
-    net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
-    untied = ck.save(d / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg),
-                     state_dict=net.state_dict(), tokenizer_json=d / "tok" / "tokenizer.json")
+    untied, net = tiny_parent(tmp_path / "untied", tied=False)
     common = ["train.max_steps=14", "train.eval_every=0", "eval.baseline=false", "log.every=1",
               "reward.likelihood_coef=1.0", "reward.lm_coef=1.0"]
     full = assert_resume_is_exact(recipe_file(tmp_path / "u", untied), common, tmp_path / "resumed")
