@@ -13,7 +13,7 @@ The recipes as of session 10 (2026-11-30), measured stage by stage from the chai
   6); closing phrases 7.8% -> 96% of the samples, greedy accuracy 0.968 -> 0.952. The std is that of the SFT
   model's own samples (the test's docstring says why); over the pairs' replies it is 2.48 (0.58 of it).
 - #11: recipes/grpo.toml trains on two-step sums and differences (`builtin:arithmetic?level=4&ops=add,sub`),
-  where this SFT model starts at 0.535 (the previous one: 0.51 -> 0.775 in 300 iterations).
+  where this SFT model starts at 0.535; 300 iterations take it to 0.81 (standalone, about 35 minutes).
 """
 
 from __future__ import annotations
