@@ -134,6 +134,7 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
     device (the floor counts 4 bytes per weight). `compile` adds the engine "llmfs compiled" (the compiled
     decode step of llmfs/infer/compiled_decode.py; its compilation happens in the warm-up call)."""
     from llmfs.infer.compiled_decode import CompiledDecoder
+    from llmfs.infer.weight_layout import decode_layout
 
     try:
         import transformers  # noqa: F401
@@ -151,6 +152,7 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
         n_unc = min(n, size.uncached_new_tokens)
         with tempfile.TemporaryDirectory() as tmp:
             hf_model = _hf_model(model, Path(tmp)).to(device) if hf else None
+            decode_layout(model)  # as `llmfs generate` runs it (after the export, which saves the weights)
             for B in batches:
                 prompts = torch.randint(0, size.model["vocab_size"], (B, size.prompt_len),
                                         generator=torch.Generator().manual_seed(B)).to(device)

@@ -221,11 +221,13 @@ def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, devic
 
     from llmfs.checkpoint import TEMPLATE_FILE
     from llmfs.infer.load import load_model
+    from llmfs.infer.weight_layout import decode_layout
     from llmfs.runtime import resolve_device
 
     cfg = from_dict(SamplingConfig, sampling, source="chat options")
     dev = resolve_device(device or "auto")
     model, tok, ckpt = load_model(checkpoint, device=dev)
+    decode_layout(model)  # CPU: weights laid out for fast matrix-vector products (weight_layout.py)
     check_chat_model(tok, ckpt.path / TEMPLATE_FILE, str(ckpt.path))
     decoder = None
     if compile:

@@ -36,6 +36,7 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
         compile: bool = False) -> None:
     from llmfs.infer.load import load_model
     from llmfs.infer.text import TextCompletion, TextStream, encode, generate_text
+    from llmfs.infer.weight_layout import decode_layout
     from llmfs.runtime import resolve_device
 
     cfg = from_dict(SamplingConfig, sampling, source="generate options")
@@ -44,6 +45,7 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
         raise LlmfsError("--stop '': a stop string needs at least one character")
     dev = resolve_device(device or "auto")
     model, tok, _ = load_model(checkpoint, device=dev)
+    decode_layout(model)  # CPU: weights laid out for fast matrix-vector products (weight_layout.py)
     g = torch.Generator(device=dev).manual_seed(seed)
     decoder = None
     if compile:

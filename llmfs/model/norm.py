@@ -69,8 +69,17 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., D)
         dtype = torch.promote_types(x.dtype, torch.float32)  # at least fp32; float64 stays float64
-        # RMSNormFunction: a hand-written backward (fewer kernels than autograd through the formula, ~1.9x on CPU)
-        return RMSNormFunction.apply(x.to(dtype), self.weight.to(dtype), self.eps).to(x.dtype)
+        xf = x if x.dtype == dtype else x.to(dtype)
+        w = self.weight if self.weight.dtype == dtype else self.weight.to(dtype)
+        if torch.is_grad_enabled() and (xf.requires_grad or w.requires_grad):
+            # RMSNormFunction: a hand-written backward (fewer kernels than autograd through the formula, ~1.9x)
+            y = RMSNormFunction.apply(xf, w, self.eps)
+        else:
+            # No graph to record (generation, evaluation): F.rms_norm runs the same ops in the same order (equal
+            # bits) from C++, without a Python autograd.Function around them: 9 us against 21 us per call for one
+            # decode token at d_model 256 on CPU, ~7% of the small model's decode step.
+            y = F.rms_norm(xf, w.shape, w, self.eps)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 NORMS = {"layernorm": LayerNorm, "rmsnorm": RMSNorm}

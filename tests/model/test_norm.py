@@ -72,3 +72,19 @@ def test_rmsnorm_gradients_equal_autograd_through_the_formula():
     (x2 * torch.rsqrt(x2.square().mean(-1, keepdim=True) + 1e-5) * w).backward(gy)
     torch.testing.assert_close(x.grad, x2.grad)
     torch.testing.assert_close(norm.weight.grad, w.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_rmsnorm_without_a_graph_gives_the_same_bits_as_with_one(dtype):
+    # no_grad / inference_mode take F.rms_norm, a graph takes RMSNormFunction: generation and evaluation must see
+    # exactly the numbers training computes
+    g = torch.Generator().manual_seed(5)
+    norm = RMSNorm(16, 1e-5, False)
+    _randomise(norm, g)
+    x = torch.randn(3, 5, 16, generator=g).to(dtype)
+    graph = norm(x)
+    assert graph.grad_fn is not None and graph.dtype == dtype
+    with torch.no_grad():
+        assert torch.equal(norm(x), graph.detach())
+    with torch.inference_mode():
+        assert torch.equal(norm(x), graph.detach())
