@@ -1,19 +1,19 @@
 """The acceptance runs of issues #9 (`llmfs reward`), #10 (`llmfs ppo`) and #11 (`llmfs grpo`) on the README's
 recipes, CPU only: pretrain recipes/small.toml -> recipes/sft.toml -> recipes/reward.toml -> recipes/ppo.toml, and
-recipes/grpo.toml from the same SFT model, each stage reading the checkpoint the previous one wrote. Slow: about
-85 minutes on 2 CPU cores (2026-11-30). The chain is built once per module and the tests read it.
+recipes/grpo.toml from the same SFT model, each stage reading the checkpoint the previous one wrote. Slow: 62 minutes
+on 2 CPU cores (2026-12-05: pretrain 4, SFT 13, reward 12, PPO 5, GRPO 27). The chain is built once per module and
+the tests read it.
 
-The recipes as of session 10 (2026-11-30), measured stage by stage from the chain's own pretrained checkpoint
-(recipes/small.toml unchanged, so the module reproduces them; the module itself not yet rerun on them):
+Run on 2026-12-05 on the recipes as shipped (session 10's), every figure equal to the stage-by-stage runs of
+2026-11-30 (docs/bench/rlhf.md):
 - SFT (`closers=0.1`, 6400 steps): held-out exact match 0.95.
-- #9: 99.97% overall, wrong_answer 99.6%, every other kind 100% (3000 held-out pairs), with the reward model
-  reading the reply's likelihood (`likelihood_coef = 2.0`). With the head alone, wrong_answer was 0.75-0.82 on
-  every SFT model but one (0.901, the previous shipped chain): a pass by luck (docs/bench/rlhf.md).
-- #10: PPO 0.867 -> 2.305 in 100 iterations, +1.44 = 1.42 std of the SFT samples' scores (1.015), KL 2.1 (target
-  6); closing phrases 7.8% -> 96% of the samples, greedy accuracy 0.968 -> 0.952. The std is that of the SFT
-  model's own samples (the test's docstring says why); over the pairs' replies it is 2.48 (0.58 of it).
+- #9: 99.97% overall, wrong_answer 99.6%, every other kind (and `curt`) 100% (3000 held-out pairs), with the
+  reward model reading the reply's likelihood (`likelihood_coef = 2.0`).
+- #10: PPO 0.867 -> 2.305 in 100 iterations, +1.44 = 1.42 std of the SFT samples' scores (1.015), KL at most 2.4
+  (target 6). The std is that of the SFT model's own samples (the test's docstring says why); over the pairs'
+  replies it is 2.48 (0.58 of it).
 - #11: recipes/grpo.toml trains on two-step sums and differences (`builtin:arithmetic?level=4&ops=add,sub`),
-  where this SFT model starts at 0.535; 300 iterations take it to 0.81 (standalone, about 35 minutes).
+  where this SFT model starts at 0.535; 300 iterations take it to 0.81.
 """
 
 from __future__ import annotations
