@@ -63,17 +63,26 @@ class RotaryPositions(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.theta, self.dim = cfg.rope_theta, cfg.head_dim
+        # Tables laid out per head when queries and keys have the same heads (see rotary); GQA / MQA broadcast.
+        self.heads = cfg.n_heads if cfg.kv_heads == cfg.n_heads else 1
 
     def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return x
 
     def rotary(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, signed sin), each (B|1, T, heads, D): one copy per head when q and k have the same number of
+        heads, else (B|1, T, 1, D) broadcast. The copies cost T * d_model numbers once per forward and let every
+        multiply in apply_rope (forward and backward, q and k, every layer) run as one contiguous stream
+        broadcast over the batch only, instead of a 32-wide inner loop restarted per head: the same bits, 0-7%
+        (about 3%) off a modern-stack training step at nanoGPT's shape on CPU (docs/bench/model.md, 2026-12-05)."""
         inv_freq = _inverse_frequencies(self.theta, self.dim, positions.device)  # (D/2,)
         freqs = positions[..., None].float() * inv_freq  # (B, T, D/2), float32 for large positions
         cos, sin = freqs.cos(), freqs.sin()
-        # (B, T, 1, D), broadcast over heads. The sign of rotate_half is folded into sin: see apply_rope.
-        return (torch.cat((cos, cos), dim=-1)[:, :, None].to(dtype),
-                torch.cat((-sin, sin), dim=-1)[:, :, None].to(dtype))
+        # The sign of rotate_half is folded into sin: see apply_rope.
+        cos, sin = torch.cat((cos, cos), dim=-1)[:, :, None], torch.cat((-sin, sin), dim=-1)[:, :, None]
+        if self.heads > 1:
+            cos, sin = cos.expand(-1, -1, self.heads, -1), sin.expand(-1, -1, self.heads, -1)
+        return cos.to(dtype).contiguous(), sin.to(dtype).contiguous()
 
 
 class NoPositions(nn.Module):
@@ -94,7 +103,7 @@ POSITIONS = {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions, "ro
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, T, H, D) by the angles from `RotaryPositions.rotary` ((B, T, 1, D) each).
+    """Rotate x (B, T, H, D) by the angles from `RotaryPositions.rotary` ((B|1, T, H|1, D) each).
 
     HF writes x * cos + rotate_half(x) * sin with rotate_half(x1, x2) = (-x2, x1). Here the halves are swapped
     with one `roll`, the minus sign lives in signed_sin = (-sin, sin), and addcmul fuses the last multiply-add:

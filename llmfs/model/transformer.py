@@ -158,7 +158,7 @@ class Transformer(nn.Module):
         x = self.embed_positions.add(self.embed_tokens(input_ids), positions)  # (B, T, D)
         if cfg.dropout > 0:
             x = F.dropout(x, cfg.dropout, self.training)
-        rope = self.embed_positions.rotary(positions, x.dtype)  # (cos, sin) each (B|1, 1, T, Dh), or None
+        rope = self.embed_positions.rotary(positions, x.dtype)  # (cos, sin) each (B|1, T, H|1, Dh), or None
         stats = []
         for layer in self.layers:
             x, s = layer(x, rope, mask, cache)

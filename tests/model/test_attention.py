@@ -75,8 +75,11 @@ def test_gqa_equals_mha_with_repeated_kv(n_kv, impl):
             w = getattr(gqa, name).weight.view(n_kv, D, 32)
             getattr(mha, name).weight.copy_(w.repeat_interleave(rep, dim=0).reshape(32, 32))
     x = torch.randn(2, T, 32)
-    rope = POSITIONS["rope"](_cfg()).rotary(torch.arange(T)[None], torch.float32)
+    rope = POSITIONS["rope"](_cfg(n_kv_heads=n_kv)).rotary(torch.arange(T)[None], torch.float32)  # (1, T, 1, D)
     torch.testing.assert_close(gqa(x, rope, None), mha(x, rope, None), atol=1e-6, rtol=1e-5)
+    per_head = POSITIONS["rope"](_cfg()).rotary(torch.arange(T)[None], torch.float32)  # MHA's: (1, T, 4, D)
+    assert per_head[0].shape == (1, T, 4, D) and rope[0].shape == (1, T, 1, D)
+    assert torch.equal(mha(x, per_head, None), mha(x, rope, None))  # the per-head copies change no bit
 
 
 @pytest.mark.parametrize("name", ["window_sinks", "segments", "window_segments"])
