@@ -13,9 +13,10 @@ lands on both alike. The HF model is `llmfs export hf` of the llmfs weights, loa
 
 Bandwidth floor: a decode step at batch 1 reads every matmul weight once (fp32: 4 bytes per parameter of
 `active_matmul_params`), so tokens/s <= matvec bandwidth / weight bytes. The bandwidth is measured on the spot
-with a large fp32 matrix-vector product (a matrix far bigger than the caches), before and after each size's
-runs; the floor takes the higher of the two, because on a shared VM the bandwidth moves by a fifth between
-minutes (docs/bench/generate.md) and a floor from an unlucky moment would flatter the decode.
+with a large fp32 matrix-vector product (on CPU a matrix of twice the last-level cache, at least 256 MiB),
+before and after each size's runs; the floor takes the higher of the two, because on a shared VM the bandwidth
+moves by a fifth between minutes (docs/bench/generate.md) and a floor from an unlucky moment would flatter the
+decode.
 """
 
 from __future__ import annotations
@@ -61,12 +62,41 @@ def build(size: Size, seed: int = 0):
     return Transformer(cfg, generator=torch.Generator().manual_seed(seed)).eval()
 
 
-def matvec_bandwidth(seconds: float = 0.6, rows: int = 8192, cols: int = 8192,
+def last_level_cache_bytes(sysfs: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    """Size of the CPU's largest data cache (Linux sysfs: `index*/size`, e.g. "491520K"); 0 where not readable."""
+    sizes = [0]
+    for index in sysfs.glob("index*"):
+        try:
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            text = (index / "size").read_text().strip().upper()
+            sizes.append(int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[text[-1]] if text[-1] in "KMG"
+                         else int(text))
+        except (OSError, ValueError):
+            continue
+    return max(sizes)
+
+
+def floor_matrix_rows(cols: int = 8192, cache_bytes: int | None = None) -> int:
+    """Rows of the fp32 matrix the CPU bandwidth floor is measured with: at least 256 MiB and twice the last-level
+    cache (capped at 2 GiB), so the product streams from memory as a large model's weights do. Why: on a VM that
+    shows a 480 MiB L3, an 8192 x 8192 matrix (256 MiB) measured 39 GB/s and 512 MiB to 2 GiB ones 34 GB/s
+    (docs/bench/generate.md): the smaller matrix partly ran from the cache and inflated the floor."""
+    cache_bytes = last_level_cache_bytes() if cache_bytes is None else cache_bytes
+    matrix_bytes = min(max(256 << 20, 2 * cache_bytes), 2 << 30)
+    return -(-matrix_bytes // (4 * cols))
+
+
+def matvec_bandwidth(seconds: float = 0.6, rows: int | None = None, cols: int = 8192,
                      device: torch.device | str = "cpu") -> float:
     """Bytes/s of an fp32 (rows x cols) @ (cols,) product: matrix bytes / time, best of several runs (on CUDA
-    the device is synchronised around each product)."""
+    the device is synchronised around each product). `rows` defaults to 8192 on accelerators and, on CPU, to
+    `floor_matrix_rows` (a matrix bigger than the caches)."""
     device = torch.device(device)
-    a, x = torch.randn(rows, cols, device=device), torch.randn(cols, device=device)
+    if rows is None:
+        rows = floor_matrix_rows(cols) if device.type == "cpu" else 8192
+    a = torch.full((rows, cols), 0.5, device=device)  # values do not matter to the timing; `full` is one pass
+    x = torch.randn(cols, device=device)
     for _ in range(3):
         a @ x
     sync(device)
@@ -128,11 +158,13 @@ def _best(calls: dict, repeats: int) -> tuple[dict, dict]:
 
 
 def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens: int | None = None,
-        hf: bool = True, progress=None, device: torch.device | str = "cpu", compile: bool = False) -> dict:
+        hf: bool = True, progress=None, device: torch.device | str = "cpu", compile: bool = False,
+        bandwidth_rows: int | None = None) -> dict:
     """{"bandwidth_gb_s", "rows": one dict per (size, batch, engine)}. `progress(row)` sees each row.
     Batch-1 rows carry `bandwidth_util` = decode tok/s / the bandwidth floor. Weights stay fp32 on every
     device (the floor counts 4 bytes per weight). `compile` adds the engine "llmfs compiled" (the compiled
-    decode step of llmfs/infer/compiled_decode.py; its compilation happens in the warm-up call)."""
+    decode step of llmfs/infer/compiled_decode.py; its compilation happens in the warm-up call).
+    `bandwidth_rows`: rows of the floor's matrix (default: `matvec_bandwidth`'s; tests pass a small one)."""
     from llmfs.infer.compiled_decode import CompiledDecoder
     from llmfs.infer.weight_layout import decode_layout
 
@@ -141,7 +173,7 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
     except ImportError:
         hf = False
     device = torch.device(device)
-    bandwidths = [matvec_bandwidth(device=device)]
+    bandwidths = [matvec_bandwidth(rows=bandwidth_rows, device=device)]
     rows = []
     for name in sizes:
         size_rows = []
@@ -183,7 +215,8 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
                            all(a == b[:k] for a, b in zip(outs[(e, k)], outs[("llmfs", n)]))}
                     size_rows.append(row)
         before = bandwidths[-1]
-        bandwidths.append(matvec_bandwidth(device=device))  # after this size: the floor takes the higher one
+        # after this size: the floor takes the higher of the two
+        bandwidths.append(matvec_bandwidth(rows=bandwidth_rows, device=device))
         for row in size_rows:
             row["floor_tok_s"] = max(before, bandwidths[-1]) / weight_bytes
             if row["batch"] == 1:

@@ -4,12 +4,13 @@ asserted."""
 import importlib.util
 import math
 
-from llmfs.bench.generate import SIZES, build, decode_rate, format_table, matvec_bandwidth, run, summary
+from llmfs.bench.generate import (SIZES, build, decode_rate, floor_matrix_rows, format_table, last_level_cache_bytes,
+                                  matvec_bandwidth, run, summary)
 
 
 def test_bench_generate_runs_on_a_tiny_size():
     hf = importlib.util.find_spec("transformers") is not None
-    result = run(("tiny",), batches=(1, 2), repeats=1, hf=hf)
+    result = run(("tiny",), batches=(1, 2), repeats=1, hf=hf, bandwidth_rows=512)
     engines = ["llmfs", "llmfs no-cache"] + (["transformers"] if hf else [])
     assert [(r["batch"], r["engine"]) for r in result["rows"]] == [(b, e) for b in (1, 2) for e in engines]
     assert 0 < result["bandwidth_gb_s_min"] <= result["bandwidth_gb_s"]
@@ -27,6 +28,19 @@ def test_bench_generate_runs_on_a_tiny_size():
 
 def test_matvec_bandwidth_is_positive():
     assert matvec_bandwidth(seconds=0.05, rows=256, cols=256) > 0
+
+
+def test_the_floor_matrix_outgrows_the_last_level_cache(tmp_path):
+    for i, (kind, size) in enumerate([("Data", "48K"), ("Instruction", "64K"), ("Unified", "2048K"),
+                                      ("Unified", "491520K")]):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "type").write_text(kind + "\n")
+        (tmp_path / f"index{i}" / "size").write_text(size + "\n")
+    assert last_level_cache_bytes(tmp_path) == 480 << 20  # the 480 MiB L3 of the VM the benchmarks ran on
+    assert last_level_cache_bytes(tmp_path / "absent") == 0  # no sysfs (macOS, Windows): no cache known
+    assert floor_matrix_rows(8192, cache_bytes=480 << 20) * 8192 * 4 == 960 << 20  # twice the cache
+    assert floor_matrix_rows(8192, cache_bytes=32 << 20) == 8192  # never under 256 MiB
+    assert floor_matrix_rows(8192, cache_bytes=4 << 30) * 8192 * 4 == 2 << 30  # capped at 2 GiB
 
 
 def test_decode_rate_is_the_marginal_rate_and_nan_when_timings_invert():
