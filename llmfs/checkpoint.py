@@ -152,6 +152,14 @@ class ResumeState:
     trainer: Mapping[str, Any]  # step, tokens seen, data position, seeds: JSON-serialisable
 
 
+def _check_finite(state_dict: Mapping[str, torch.Tensor], directory: Path) -> None:
+    """A checkpoint never holds NaN or infinite weights: refuse before anything is written."""
+    for name, t in state_dict.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"refusing to save {directory}: tensor '{name}' contains NaN or infinite values "
+                                  "(the run diverged); resume from an earlier checkpoint with a lower learning rate")
+
+
 def save(directory: str | Path, *, kind: str, model_config: Mapping[str, Any],
          state_dict: Mapping[str, torch.Tensor], tokenizer_json: str | Path,
          recipe_toml: str | None = None, parent: Checkpoint | None = None,
@@ -170,6 +178,8 @@ def save(directory: str | Path, *, kind: str, model_config: Mapping[str, Any],
     prefixed = [k for k in state_dict if k.startswith(("_orig_mod.", "module."))]
     if prefixed:
         raise ValueError(f"state_dict has wrapper prefixes ({prefixed[0]}); save the unwrapped module")
+    for weights in (state_dict, *(side_weights or {}).values()):
+        _check_finite(weights, directory)
     tensors, tied = _dedupe_tied(state_dict)
     with _atomic_directory(directory) as tmp:
         save_file(tensors, tmp / MODEL_FILE, metadata={"format": "pt", "llmfs_tied": json.dumps(tied)})

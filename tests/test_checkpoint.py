@@ -219,13 +219,27 @@ def test_missing_and_extra_tensors_refused(saved):
         ck.load_weights(ck.open_checkpoint(saved), Smaller())
 
 
-def test_nan_weights_refused(tmp_path, tokenizer_json):
+def test_nan_weights_are_never_saved_and_refused_on_load(tmp_path, tokenizer_json):
     model = TinyLM()
     with torch.no_grad():
         model.norm.weight[3] = float("nan")
-    path = save(tmp_path / "final", model, tokenizer_json)
+    with pytest.raises(CheckpointError, match=r"refusing to save .*final: tensor 'norm.weight' contains NaN"):
+        save(tmp_path / "final", model, tokenizer_json)
+    assert not (tmp_path / "final").exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+    with pytest.raises(CheckpointError, match=r"tensor 'value.weight' contains NaN or infinite"):
+        save(tmp_path / "final", TinyLM(), tokenizer_json,
+             side_weights={"value.safetensors": {"value.weight": torch.tensor([1.0, float("inf")])}})
+    # a file written by something else (or damaged) is still refused when it is loaded
+    path = save(tmp_path / "final", TinyLM(), tokenizer_json)
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path / ck.MODEL_FILE))
+    tensors["norm.weight"][3] = float("nan")
+    with safe_open(str(path / ck.MODEL_FILE), "pt") as f:
+        metadata = f.metadata()
+    save_file(tensors, str(path / ck.MODEL_FILE), metadata=metadata)
     with pytest.raises(CheckpointError, match="tensor 'norm.weight' contains NaN or infinite values"):
-        ck.load_weights(ck.open_checkpoint(path), TinyLM())
+        ck.load_weights(ck.open_checkpoint(path, verify_hashes=False), TinyLM())
 
 
 def test_vocab_mismatch_refused(tmp_path, tokenizer_json):

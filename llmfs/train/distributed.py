@@ -82,6 +82,22 @@ def reduce_mean(rt: Runtime) -> Callable[[torch.Tensor], torch.Tensor] | None:
     return mean
 
 
+def any_rank(rt: Runtime) -> Callable[[bool], bool]:
+    """flag -> True on every rank when it is True on any rank (one all-reduce of one number); the flag itself
+    for one process. Why: torchrun delivers Ctrl-C / SIGTERM to each process on its own, so one rank can see it
+    a step before another; if that rank alone saved and left, the others would wait forever in their next
+    collective (FSDP's save gathers the weights from every rank)."""
+    if rt.dist.world_size == 1:
+        return lambda flag: flag
+
+    def reduce(flag: bool) -> bool:
+        t = torch.tensor([int(flag)], device=rt.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    return reduce
+
+
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 

@@ -52,3 +52,19 @@ def evaluate_lm(model: torch.nn.Module, windows: np.ndarray, byte_lengths: torch
     if tokens == 0:
         return {"loss": math.nan, "bpb": math.nan}
     return {"loss": float(nats) / tokens, "bpb": float(nats) / math.log(2) / max(1, n_bytes)}
+
+
+def mixture_eval(per_source: dict[str, dict[str, float]], weights: dict[str, float]) -> dict[str, float]:
+    """Validation metrics of a data mixture: `val_loss` / `val_bpb` are the per-source values weighted by the
+    mixture weights (the expected loss on the training distribution, what a single-source run reports, so curves
+    and tables read the same keys), and each source's own values are kept under "SPEC/val_loss", "SPEC/val_bpb"
+    when there are several."""
+    if len(per_source) == 1:
+        (r,) = per_source.values()
+        return {"val_loss": r["loss"], "val_bpb": r["bpb"]}
+    total = sum(weights[spec] for spec in per_source)
+    out = {"val_loss": sum(weights[s] * r["loss"] for s, r in per_source.items()) / total,
+           "val_bpb": sum(weights[s] * r["bpb"] for s, r in per_source.items()) / total}
+    for spec, r in per_source.items():
+        out.update({f"{spec}/val_loss": r["loss"], f"{spec}/val_bpb": r["bpb"]})
+    return out

@@ -28,7 +28,7 @@ from llmfs.errors import LlmfsError
 from llmfs.metrics import Metrics
 from llmfs.runtime import Runtime
 from llmfs.train.optim import set_lr
-from llmfs.train.step import StepResult, train_step
+from llmfs.train.step import StepResult, counts_as_failure, train_step
 
 
 class Stop:
@@ -218,6 +218,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     from llmfs.train import distributed as D
 
+    stop_agreed = D.any_rank(rt)
     start, total = progress.step, cadence.total
     loss_fn = stage.loss_fn
     if stage.compile and loss_fn is not None:
@@ -242,11 +243,11 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                 result = train_step(trained, optimizer, micro, loss_fn, autocast=rt.autocast,
                                     grad_clip=grad_clip, scaler=scaler, no_sync=D.no_sync(trained),
                                     reduce_mean=D.reduce_mean(rt))
-            if not result.finite and scaler is None:
+            if counts_as_failure(result, scaled=scaler is not None):
                 progress.skips += 1
                 if progress.skips > cadence.max_skips:
                     where = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was saved yet"
-                    raise LlmfsError(f"non-finite loss or gradient at step {step} (loss {result.loss}, grad norm "
+                    raise LlmfsError(f"non-finite loss or gradient at step {step + 1} (loss {result.loss}, grad norm "
                                      f"{result.grad_norm}); the update was not applied; {where}. Lower optim.lr, "
                                      "or allow skips with train.max_skips")
             progress.tokens_seen += n_tokens
@@ -271,9 +272,10 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                 metrics.log(done, stage.evaluate(done), kind="eval")
             if cadence.sample_every and done % cadence.sample_every == 0 and done < total:
                 stage.sample(done)
-            if (cadence.save_every and done % cadence.save_every == 0 and done < total) or stop.requested:
+            stopping = stop_agreed(stop.requested)  # every rank stops after the same step
+            if (cadence.save_every and done % cadence.save_every == 0 and done < total) or stopping:
                 last_saved = stage.save(done, False) or last_saved
-                if stop.requested:
+                if stopping:
                     if rt.dist.is_main:  # not progress output: shown even with --quiet
                         print(f"stopped at step {done}; saved {last_saved}; run the same command to resume",
                               file=sys.stderr, flush=True)

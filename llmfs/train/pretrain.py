@@ -88,7 +88,7 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
     from llmfs.infer.generate import generate
     from llmfs.model.transformer import Transformer
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
-    from llmfs.train.evaluate import evaluate_lm, token_byte_lengths
+    from llmfs.train.evaluate import evaluate_lm, mixture_eval, token_byte_lengths
     from llmfs.train.pretrain_data import prepare_shards, prepare_tokenizer
     from llmfs.train.step import lm_loss
 
@@ -147,13 +147,9 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
                                extra={"stage": "pretrain", "step": step, "tokenizer_sha256": tok_sha})
 
     def evaluate(step: int) -> dict:
-        results = {}
-        for spec, windows in zip(recipe.data.sources, valid_windows):
-            r = evaluate_lm(model, windows, byte_lengths, batch_size=micro_rows, device=rt.device,
-                            autocast=rt.autocast)
-            prefix = "" if len(valid_windows) == 1 else f"{spec}/"
-            results.update({f"{prefix}val_loss": r["loss"], f"{prefix}val_bpb": r["bpb"]})
-        return results
+        per_source = [evaluate_lm(model, windows, byte_lengths, batch_size=micro_rows, device=rt.device,
+                                  autocast=rt.autocast) for windows in valid_windows]
+        return mixture_eval(dict(zip(recipe.data.sources, per_source)), recipe.data.sources)
 
     def samples(step: int) -> None:
         # every rank generates (under FSDP each forward is a collective); the same seed gives the same text

@@ -37,6 +37,14 @@ def micro_batches(n_rows: int, accum: int) -> list[slice]:
     return [slice(i * size, (i + 1) * size) for i in range(accum)]
 
 
+def counts_as_failure(result: StepResult, *, scaled: bool) -> bool:
+    """Whether a step that did not update counts against `train.max_skips` (and stops the run past it).
+    Without a GradScaler every non-finite step does. Under fp16's GradScaler an overflowing *gradient* with a
+    finite loss is the scaler's business (it skips the step and lowers its scale: routine, not counted), but a
+    non-finite *loss* is the forward itself diverging, which no loss scale can cure, so it counts as well."""
+    return not result.finite and (not scaled or not math.isfinite(result.loss))
+
+
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                micro: Sequence[tuple[torch.Tensor, ...]], loss_fn: Callable[..., tuple[torch.Tensor, object]], *,
                autocast: Callable[[], contextlib.AbstractContextManager], grad_clip: float,

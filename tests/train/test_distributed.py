@@ -3,6 +3,7 @@ batch, and their checkpoint loads in a single process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -69,3 +70,95 @@ def test_sft_on_two_processes_matches_one(tmp_path):
     la = [r["loss"] for r in rows(single.parent)]
     lb = [r["loss"] for r in rows(tmp_path / "runs" / "multi")]
     assert len(la) == len(lb) == 4 and lb == pytest.approx(la, abs=1e-5)
+
+
+def _worker_pid(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker with RANK=rank (a child of `parent`), from /proc."""
+    from pathlib import Path
+
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = (d / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in env:
+            return int(d.name)
+    return None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="finds torchrun's workers through /proc")
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path, parallel):
+    """torchrun delivers signals to each worker on its own: SIGTERM to rank 1 alone must still stop both ranks
+    after one agreed step with one loadable checkpoint (before, rank 1 saved and left while rank 0 waited in its
+    next collective: a hang)."""
+    import signal
+    import time
+
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY.format(out=tmp_path / "runs"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    sets = ["train.max_steps=100000", "train.save_every=0", "log.every=1", f'train.parallel="{parallel}"']
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "llmfs", "pretrain", str(p), "--quiet",
+                             *[a for kv in sets for a in ("--set", kv)]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = tmp_path / "runs" / "tiny" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.2)
+    rank1 = _worker_pid(proc.pid, 1)
+    assert rank1 is not None, "torchrun's rank-1 worker not found"
+    os.kill(rank1, signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the ranks did not stop together (hang after a signal to one rank)")
+    assert proc.returncode == 0, err[-3000:]
+    assert "stopped at step" in err
+    latest = ck.resolve(tmp_path / "runs" / "tiny")
+    ckpt = ck.open_checkpoint(latest)
+    assert latest.name.startswith("step-") and ckpt.has_resume_state
+    assert ck.load_resume_state(ckpt).trainer["step"] == int(latest.name.split("-")[1])
+
+
+def test_accumulation_all_reduces_only_on_the_last_micro_batch(tmp_path):
+    """DDP inside train_step: with no_sync, 4 micro-batches cost one backward's all-reduces, not four (counted
+    by a communication hook on a one-process gloo group)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from llmfs.train import distributed as D
+    from llmfs.train.step import train_step
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        calls = []
+
+        def counting(state, bucket):  # the default all-reduce, counted
+            calls.append(bucket.index())
+            fut = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
+            return fut.then(lambda f: f.value()[0])
+
+        def loss_fn(model, x, y):
+            return torch.nn.functional.mse_loss(model(x), y), None
+
+        torch.manual_seed(0)
+        micro = [(torch.randn(4, 8), torch.randn(4, 2)) for _ in range(4)]
+        counts = {}
+        for name, use_no_sync in (("no_sync", True), ("plain", False)):
+            model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 2)))
+            model.register_comm_hook(None, counting)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            calls.clear()
+            train_step(model, opt, micro, loss_fn, autocast=contextlib.nullcontext, grad_clip=1.0,
+                       no_sync=D.no_sync(model) if use_no_sync else None)
+            counts[name] = len(calls)
+        assert counts["no_sync"] >= 1 and counts["plain"] == 4 * counts["no_sync"]
+    finally:
+        dist.destroy_process_group()

@@ -162,12 +162,42 @@ def test_non_finite_loss_stops_before_the_update(tmp_path, monkeypatch):
 
     monkeypatch.setattr(S, "lm_loss", poisoned)
     recipe = tiny(tmp_path, "train.save_every=10")
-    with pytest.raises(LlmfsError, match=r"non-finite loss or gradient at step 12 .* the update was not applied; "
+    with pytest.raises(LlmfsError, match=r"non-finite loss or gradient at step 13 .* the update was not applied; "
                                          r"the last good checkpoint is .*step-000010"):
         run(recipe, quiet=True)
     ckpt = ck.open_checkpoint(tmp_path / "runs" / "tiny")
     assert ckpt.path.name == "step-000010"
     assert all(torch.isfinite(t).all() for t in weights(ckpt.path).values())
+
+
+def test_which_non_finite_steps_count_against_the_skip_budget():
+    from llmfs.train.step import StepResult, counts_as_failure
+
+    def step(loss, norm):
+        return StepResult(loss=loss, aux_loss=0.0, grad_norm=norm, finite=math.isfinite(loss) and math.isfinite(norm),
+                          expert_load=())
+
+    nan, inf = float("nan"), float("inf")
+    assert not counts_as_failure(step(2.0, 1.0), scaled=False) and not counts_as_failure(step(2.0, 1.0), scaled=True)
+    for bad in (step(nan, 1.0), step(2.0, nan), step(inf, inf)):  # fp32 / bf16: every non-finite step counts
+        assert counts_as_failure(bad, scaled=False)
+    # fp16 with a GradScaler: gradient overflow under a finite loss is the scaler's routine skip, not a failure;
+    # a non-finite loss (the forward diverged) is one, whatever the gradients did
+    assert not counts_as_failure(step(2.0, inf), scaled=True) and not counts_as_failure(step(2.0, nan), scaled=True)
+    assert counts_as_failure(step(nan, 1.0), scaled=True) and counts_as_failure(step(inf, inf), scaled=True)
+
+
+def test_mixture_logs_the_weighted_validation_loss_and_each_source(tmp_path):
+    text = tmp_path / "mats.jsonl"
+    text.write_text("".join(json.dumps({"text": f"The cat sat on mat number {i}. It was a good mat."}) + "\n"
+                            for i in range(3000)))
+    stories = "builtin:stories?size=200000"
+    final = run(tiny(tmp_path, f'data.sources={{"{stories}" = 3.0, "{text}" = 1.0}}', "train.max_steps=10",
+                     "train.save_every=0"), quiet=True)
+    ev = records(final.parent, "eval")[-1]
+    for key in ("val_loss", "val_bpb"):
+        a, b = ev[f"{stories}/{key}"], ev[f"{text}/{key}"]
+        assert a != b and ev[key] == pytest.approx((3 * a + b) / 4, rel=1e-12)  # the mixture's weights
 
 
 def test_skip_budget_counts_and_continues(tmp_path, monkeypatch):
