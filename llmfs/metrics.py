@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,24 +48,46 @@ def _format(key: str, value: Any) -> str:
     return f"{key} {value}"
 
 
+def _keep_until(path: Path, step: int) -> None:
+    """Rewrite a metrics.jsonl with only its records of steps 0..step, none for step 0 (a fresh run), atomically;
+    a torn last line is dropped."""
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and step > 0 and 0 <= record["step"] <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class Metrics:
     """Writes metrics.jsonl and forwards to the console, TensorBoard and wandb sinks."""
 
     def __init__(self, run_dir: str | Path, cfg: LogConfig, *, total_steps: int | None = None,
                  is_main: bool = True, quiet: bool = False, run_name: str = "run",
-                 config: dict[str, Any] | None = None, description: str = "train"):
+                 config: dict[str, Any] | None = None, description: str = "train", resume_step: int = 0):
+        """`resume_step`: the step of the checkpoint the run continues from (0: a fresh run). metrics.jsonl keeps
+        only the records up to it, so the file is the history of the weights being trained: a fresh run drops
+        what an attempt that never saved a checkpoint logged, a resumed run what its interrupted predecessor
+        logged after the checkpoint (it logs those steps again). TensorBoard purges the same steps."""
         self.cfg, self.is_main, self.total = cfg, is_main, total_steps
         self._file = self._tb = self._wandb = self._progress = None
         if not is_main:
             return
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            _keep_until(self.path, resume_step)
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise MissingExtraError("log.tensorboard = true", "tensorboard", "tb") from None
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=resume_step + 1)
         if cfg.wandb:
             try:
                 import wandb

@@ -206,7 +206,8 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
     # ------------------------------------------------------------------------------------------- loop
     total = recipe.train.max_steps
     metrics = Metrics(run_dir, recipe.log, total_steps=total, is_main=main, quiet=quiet,
-                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="grpo")
+                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="grpo",
+                      resume_step=progress.step)
     metrics.message(f"llmfs grpo: {rt.describe()}, {model.num_params():,} parameters, from {parent.path}; "
                     f"{len(train_prompts)} train prompts ({train_name}), {len(held_out)} held out; "
                     f"{recipe.data.prompts_per_step} prompts x {g.group_size} replies per step")

@@ -288,7 +288,8 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
 
     total = recipe.train.max_steps
     metrics = Metrics(run_dir, recipe.log, total_steps=total, is_main=True, quiet=quiet,
-                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="ppo")
+                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="ppo",
+                      resume_step=progress.step)
     metrics.message(f"llmfs ppo: {rt.describe()}, policy {policy.num_params():,} parameters from {parent.path}, "
                     f"value model {p.value_model}, reward {recipe.reward_model or 'rules'}; {len(train_prompts)} "
                     f"train prompts ({train_name}), {len(held_out)} held out")

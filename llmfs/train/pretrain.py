@@ -174,7 +174,8 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
 
     # ---------------------------------------------------------------------------------------- loop
     metrics = Metrics(run_dir, recipe.log, total_steps=total, is_main=main, quiet=quiet,
-                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="pretrain")
+                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="pretrain",
+                      resume_step=progress.step)
     metrics.message(f"llmfs pretrain: {rt.describe()}, {model.num_params():,} parameters, "
                     f"{tokens_per_step:,} tokens per step, steps {progress.step}..{total}")
     plan = BatchPlan(recipe.data.batch_size, seq_len, rt.dist.rank, rt.dist.world_size)

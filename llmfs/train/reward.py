@@ -256,7 +256,8 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
 
     # ------------------------------------------------------------------------------------------- loop
     metrics = Metrics(run_dir, recipe.log, total_steps=total, is_main=main, quiet=quiet,
-                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="reward")
+                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="reward",
+                      resume_step=progress.step)
     metrics.message(f"llmfs reward: {rt.describe()}, {model.num_params():,} parameters, from {parent.path}, "
                     f"steps {progress.step}..{total}")
     dropped = train_counts.empty + train_counts.identical + train_counts.identical_after_cut

@@ -209,7 +209,8 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
 
     # ------------------------------------------------------------------------------------------- loop
     metrics = Metrics(run_dir, recipe.log, total_steps=total, is_main=main, quiet=quiet,
-                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="sft")
+                      run_name=recipe.run.name, config={"recipe": recipe_text}, description="sft",
+                      resume_step=progress.step)
     metrics.message(f"llmfs sft: {rt.describe()}, {model.num_params():,} parameters, from {parent.path}, "
                     f"steps {progress.step}..{total}")
     metrics.message(f"data: {len(train_ex)} train conversations ({train_cut.cut} cut to {seq_len} ids, "

@@ -135,3 +135,39 @@ def test_base_model_is_refused(tmp_path, monkeypatch, capsys):
     assert code == 2 and "base model" in err and "llmfs generate" in err and "llmfs sft" in err
     code, _, err = run_chat(monkeypatch, capsys, [str(tmp_path / "missing")], "hi\n")
     assert code == 2 and "not found" in err
+
+
+def test_system_help_and_the_context_full_notice_over_stdin(tmp_path, monkeypatch, capsys):
+    path, _ = make_ckpt(tmp_path, TOK, max_seq_len=64)
+    saved = tmp_path / "conv.json"
+    script = ["/help", "first question", "/system Answer in French.", f"/save {saved}"]
+    script += [f"message number {k}" for k in range(5)] + [f"/save {tmp_path / 'later.json'}"]
+    code, out, err = run_chat(monkeypatch, capsys, [str(path), "--max-new-tokens", "8"], "\n".join(script) + "\n")
+    assert code == 0, err
+    assert "commands: /reset, /system TEXT" in out  # /help
+    assert "[system message set; conversation reset]" in out
+    # /system replaced the system message and started over: the first question is gone
+    assert json.loads(saved.read_text())["messages"] == [{"role": "system", "content": "Answer in French."}]
+    assert "[context full: forgot the oldest" in out  # the user is told when turns are dropped
+    later = json.loads((tmp_path / "later.json").read_text())["messages"]
+    assert later[0] == {"role": "system", "content": "Answer in French."}  # the system message stays
+    assert later[1]["content"] != "message number 0" and later[-2]["content"] == "message number 4"
+
+
+def test_ctrl_c_while_a_piece_is_printed_keeps_the_session(chat_ckpt):
+    _, net = chat_ckpt
+    session = ChatSession(net, TOK, SamplingConfig(temperature=1.0, max_new_tokens=30),
+                          generator=torch.Generator().manual_seed(0))
+    written, pieces = [], {"n": 0}
+
+    def write(text):  # the terminal raises KeyboardInterrupt while the 3rd piece of the first reply is shown
+        if len(session.messages) == 0:
+            pieces["n"] += 1
+            if pieces["n"] == 3:
+                raise KeyboardInterrupt
+        written.append(text)
+
+    repl(session, io.StringIO("tell me a story\nand now?\n"), write, interactive=False)
+    roles = [m["role"] for m in session.messages]
+    assert roles == ["user", "assistant", "user", "assistant"] or roles == ["user", "assistant"]
+    assert session.messages[-2]["content"] == "and now?"  # the next message was still answered

@@ -48,3 +48,28 @@ def test_greedy_and_seeded_sampling():
                                      torch.Generator().manual_seed(s)) for s in range(400)])
     share = (draws[:, 0] == 1).float().mean().item()
     assert abs(share - torch.softmax(logits[0], -1)[1].item()) < 0.08
+
+
+def test_the_filters_compose_in_the_documented_order():
+    """Penalty, then temperature, then top-k, top-p, min-p: hand-computed on 5 tokens whose surviving set
+    differs if any two steps swap.
+    p = (0.4, 0.3, 0.2, 0.07, 0.03); token 0 seen once, repetition penalty 3: its logit ln 0.4 < 0 is tripled,
+    p ~ (0.096, 0.452, 0.301, 0.105, 0.045); temperature 0.5 squares: (0.029, 0.643, 0.286, 0.035, 0.006);
+    top-k 4 drops token 4; top-p 0.9 keeps tokens 1 and 2 (0.647 + 0.288 of the four); min-p 0.1 keeps both.
+    (top-p before temperature would keep 1, 2, 3, 0; the penalty after the filters would keep 0, 1, 2.)"""
+    logits = torch.tensor([[0.4, 0.3, 0.2, 0.07, 0.03]]).log()
+    counts = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0]])
+    cfg = SamplingConfig(temperature=0.5, top_k=4, top_p=0.9, min_p=0.1, repetition_penalty=3.0)
+    drawn = {int(sample_next(logits, cfg, torch.Generator().manual_seed(s), counts)) for s in range(300)}
+    assert drawn == {1, 2}
+
+
+def test_sampling_values_out_of_range_are_config_errors():
+    import pytest
+
+    from llmfs.config import ConfigError, from_dict
+
+    for bad in ({"top_p": 0.0}, {"top_p": 1.5}, {"temperature": -0.1}, {"min_p": 1.5}, {"top_k": -1},
+                {"repetition_penalty": 0.0}, {"max_new_tokens": 0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            from_dict(SamplingConfig, bad)

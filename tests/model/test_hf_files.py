@@ -64,3 +64,34 @@ def test_export_refusals(tmp_path, tokenizer_json, capsys):
     (tmp_path / "plain" / "tokenizer.json").write_text("{}")
     assert main(["import", "hf", str(tmp_path / "plain"), str(tmp_path / "x")]) == 2
     assert "never pickled .bin weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_import_of_a_directory_saved_by_transformers(tmp_path, tokenizer_json, arch):
+    """A model made and saved by transformers itself (its init, its file layout: the tied lm_head left out of
+    the file, weights sharded over several files with an index) imports with the same logits."""
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(tokenizer_json)).get_vocab_size()
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        config = transformers.GPT2Config(vocab_size=vocab, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+        ref = transformers.GPT2LMHeadModel(config).eval()
+    else:
+        config = transformers.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                          max_position_embeddings=32, tie_word_embeddings=True)
+        ref = transformers.LlamaForCausalLM(config).eval()
+    ref.save_pretrained(tmp_path / "hf", max_shard_size="20KB")  # several shards + model.safetensors.index.json
+    import shutil
+
+    shutil.copyfile(tokenizer_json, tmp_path / "hf" / "tokenizer.json")
+    assert (tmp_path / "hf" / "model.safetensors.index.json").is_file()
+    assert not (tmp_path / "hf" / "model.safetensors").exists()
+    assert main(["import", "hf", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    ckpt = ck.open_checkpoint(tmp_path / "ours")
+    net = Transformer(from_dict(ModelConfig, dict(ckpt.model_config))).eval()
+    ck.load_weights(ckpt, net)
+    ids = torch.randint(0, vocab, (2, 13), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(net(ids).logits, ref(input_ids=ids).logits, rtol=1e-5, atol=1e-5)

@@ -150,6 +150,33 @@ def test_finished_run_without_step_checkpoints_continues_from_final(tmp_path):
     assert [r["loss"] for r in records(final.parent)] == [r["loss"] for r in records(whole.parent)]
 
 
+def test_rerunning_the_command_resumes_and_the_metrics_are_one_history(tmp_path):
+    """The same command after an interruption continues from the last checkpoint without --resume, and
+    metrics.jsonl ends as one run's history: what the interrupted attempt logged after its checkpoint is
+    replaced, not duplicated. An attempt that died before its first checkpoint leaves nothing behind."""
+    import shutil
+
+    steps = ("train.max_steps=10", "train.save_every=5", "log.every=1", "schedule.warmup_steps=2")
+    whole = run(tiny(tmp_path / "a", *steps), quiet=True)
+    run_dir = whole.parent
+    original = records(run_dir)
+    shutil.rmtree(whole)  # as if killed after step 10 was logged, before the final save
+    (run_dir / "latest").write_text("step-000005\n")
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "step": 11, "lo')  # a line torn by the kill
+    again = run(tiny(tmp_path / "a", *steps), quiet=True)  # no --resume, no --force
+    assert [r["step"] for r in records(again.parent)] == list(range(1, 11))
+    assert [r["loss"] for r in records(again.parent)] == [r["loss"] for r in original]
+    assert [r["step"] for r in records(again.parent, "eval")] == [10]
+    # a run that died before any checkpoint: the next attempt starts over on a clean metrics file
+    early = tmp_path / "b" / "runs" / "tiny"
+    run(tiny(tmp_path / "b", *steps), quiet=True)
+    for name in ("final", "step-000005", "latest"):
+        (shutil.rmtree if (early / name).is_dir() else os.remove)(early / name)
+    fresh = run(tiny(tmp_path / "b", *steps), quiet=True)
+    assert [r["step"] for r in records(fresh.parent)] == list(range(1, 11))
+
+
 def test_non_finite_loss_stops_before_the_update(tmp_path, monkeypatch):
     import llmfs.train.step as S
 
