@@ -98,6 +98,15 @@ def any_rank(rt: Runtime) -> Callable[[bool], bool]:
     return reduce
 
 
+def same_on_every_rank(rt: Runtime, value: int) -> bool:
+    """Whether every process holds the same integer (two all-reduces: max and min); True for one process."""
+    if rt.dist.world_size == 1:
+        return True
+    t = torch.tensor([value, -value], device=rt.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t[0]) == value and int(-t[1]) == value
+
+
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 import torch
 
@@ -29,6 +29,8 @@ from llmfs.metrics import Metrics
 from llmfs.runtime import Runtime
 from llmfs.train.optim import set_lr
 from llmfs.train.step import StepResult, counts_as_failure, train_step
+
+T = TypeVar("T")
 
 
 class Stop:
@@ -89,6 +91,24 @@ def barrier(rt: Runtime) -> None:
         torch.distributed.barrier()
 
 
+def rank0_then_each_node(rt: Runtime, prepare: Callable[[], T]) -> T:
+    """Run `prepare` (make files in the run directory, or read them when they are there) on rank 0 first, then on
+    the first process of every other node, then on every remaining process, with barriers between. On one
+    filesystem shared by all nodes only rank 0 writes and everyone else reads; on a node that does not share
+    rank 0's filesystem, its first process makes its own copy (preparation is deterministic) before the others
+    on that node read it, so no two processes ever write the same directory at once."""
+    if rt.dist.world_size == 1:
+        return prepare()
+    result = prepare() if rt.dist.is_main else None
+    barrier(rt)
+    if rt.dist.local_rank == 0 and not rt.dist.is_main:
+        result = prepare()
+    barrier(rt)
+    if rt.dist.local_rank != 0:
+        result = prepare()
+    return result
+
+
 def peak_flops(rt: Runtime) -> float | None:
     """Matmul FLOP/s measured here (the MFU denominator), or None if it cannot be measured quickly."""
     from llmfs.bench.peak import measure_matmul_flops
@@ -128,12 +148,18 @@ def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, opti
     from llmfs.train import distributed as D
     from llmfs.train.optim import build_optimizer
 
+    ckpt = ck.open_checkpoint(resume_from) if resume_from is not None else None
+    state = ck.load_resume_state(ckpt) if ckpt is not None else None
+    step = state.trainer["step"] if state is not None else 0
+    if not D.same_on_every_rank(rt, step):
+        raise LlmfsError(f"the processes disagree on where the run is: rank {rt.dist.rank} "
+                         f"{f'resumes from {ckpt.path} (step {step})' if ckpt else 'sees no checkpoint'} and "
+                         "another does not; under torchrun on several machines every node must see run.out_dir "
+                         "on one shared filesystem (checkpoints are written by rank 0 and read by all)")
     trained = D.wrap_model(model, parallel, rt)
     optimizer = build_optimizer(trained, optim, rt.device)
     progress = Progress()
-    if resume_from is not None:
-        ckpt = ck.open_checkpoint(resume_from)
-        state = ck.load_resume_state(ckpt)
+    if ckpt is not None:
         weights = read_state(ckpt) if read_state is not None else ck.read_weights(ckpt, model)
         D.load_full_state(trained, optimizer, weights, dict(state.optimizer))
         progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))

@@ -26,8 +26,8 @@ from llmfs.infer.sampling import SamplingConfig
 from llmfs.metrics import LogConfig, Metrics
 from llmfs.model.config import ModelConfig
 from llmfs.runtime import RunConfig, setup, teardown
-from llmfs.train.loop import (Cadence, Stage, barrier, check_run_dir, peak_flops, plan_batches, prepare_training,
-                              save_checkpoint, train_loop)
+from llmfs.train.loop import (Cadence, Stage, check_run_dir, peak_flops, plan_batches, prepare_training,
+                              rank0_then_each_node, save_checkpoint, train_loop)
 from llmfs.train.optim import OptimConfig
 from llmfs.tokenizer.registry import TokenizerConfig
 from llmfs.train.pretrain_data import DataConfig
@@ -103,20 +103,14 @@ def run(recipe: PretrainRecipe, *, resume: bool = False, force: bool = False, de
         ck.write_text_atomic(run_dir / "recipe.toml", recipe_text)
 
     # ---------------------------------------------------------------------------------------- data
-    if main:
-        tokenizer, tok_dir = prepare_tokenizer(recipe.tokenizer, recipe.data, run_dir, quiet)
-    barrier(rt)
-    if not main:
-        tokenizer, tok_dir = prepare_tokenizer(recipe.tokenizer, recipe.data, run_dir, quiet)
+    tokenizer, tok_dir = rank0_then_each_node(rt, lambda: prepare_tokenizer(recipe.tokenizer, recipe.data,
+                                                                             run_dir, quiet))
     tok_sha = tokenizer_sha256(tok_dir)
     if tokenizer.vocab_size > recipe.model.vocab_size:
         raise LlmfsError(f"model.vocab_size {recipe.model.vocab_size} is smaller than the tokenizer's "
                          f"{tokenizer.vocab_size} ids ({tok_dir}); set model.vocab_size = {tokenizer.vocab_size}")
-    if main:
-        train_shards, valid_shards = prepare_shards(recipe.data, tokenizer, tok_sha, run_dir, quiet)
-    barrier(rt)
-    if not main:
-        train_shards, valid_shards = prepare_shards(recipe.data, tokenizer, tok_sha, run_dir, quiet)
+    train_shards, valid_shards = rank0_then_each_node(rt, lambda: prepare_shards(recipe.data, tokenizer, tok_sha,
+                                                                                  run_dir, quiet))
     weights = list(recipe.data.sources.values())
     seq_len = recipe.data.seq_len
     valid_windows = [sequential_windows(v, seq_len, recipe.data.eval_windows) for v in valid_shards]

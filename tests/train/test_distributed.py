@@ -162,3 +162,46 @@ def test_accumulation_all_reduces_only_on_the_last_micro_batch(tmp_path):
         assert counts["no_sync"] >= 1 and counts["plain"] == 4 * counts["no_sync"]
     finally:
         dist.destroy_process_group()
+
+
+def _node_worker(rank: int, world: int, local_ranks: list[int], store_path: str, log_path: str, out_path: str):
+    import time
+
+    import torch.distributed as dist
+
+    from llmfs.runtime import DistEnv, Runtime
+    from llmfs.train import distributed as D
+    from llmfs.train.loop import rank0_then_each_node
+
+    dist.init_process_group("gloo", store=dist.FileStore(store_path, world), rank=rank, world_size=world)
+    rt = Runtime(torch.device("cpu"), "fp32", DistEnv(rank, local_ranks[rank], world), 0)
+
+    def prepare():
+        with open(log_path, "a") as f:
+            f.write(f"start {rank}\n")
+        time.sleep(0.3)
+        with open(log_path, "a") as f:
+            f.write(f"end {rank}\n")
+        return rank
+
+    got = rank0_then_each_node(rt, prepare)
+    agree, disagree = D.same_on_every_rank(rt, 7), D.same_on_every_rank(rt, 7 if rank else 3)
+    with open(f"{out_path}.{rank}", "w") as f:
+        f.write(f"{got} {agree} {disagree}")
+    dist.destroy_process_group()
+
+
+def test_rank0_first_then_each_nodes_first_process_then_the_rest(tmp_path):
+    """Three processes on two 'nodes' (local ranks 0 | 0, 1): rank 0 prepares the run's files alone, then the
+    first process of the other node (its own copy where the filesystem is not shared), then the rest. And a
+    value the ranks disagree on is seen as such on every rank (how a node that cannot see the checkpoint rank 0
+    resumes from is refused instead of hanging)."""
+    import torch.multiprocessing as tmp_mp
+
+    log, out = tmp_path / "log.txt", tmp_path / "out"
+    tmp_mp.spawn(_node_worker, args=(3, [0, 0, 1], str(tmp_path / "store"), str(log), str(out)), nprocs=3,
+                 join=True)
+    lines = log.read_text().splitlines()
+    assert lines == ["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]
+    for rank in range(3):
+        assert (tmp_path / f"out.{rank}").read_text() == f"{rank} True False"
