@@ -226,12 +226,13 @@ class MoETerms(NamedTuple):
     aux_loss: torch.Tensor | float
     z_loss: torch.Tensor | float
     expert_load: tuple[torch.Tensor, ...]
+    dropped: tuple[torch.Tensor, ...] = ()
 
 
 def _loss_and_moe_terms(loss_fn: Callable, model: torch.nn.Module, *tensors: torch.Tensor):
     main, out = loss_fn(model, *tensors)
     return main, MoETerms(getattr(out, "aux_loss", 0.0), getattr(out, "z_loss", 0.0),
-                          tuple(getattr(out, "expert_load", ())))
+                          tuple(getattr(out, "expert_load", ())), tuple(getattr(out, "dropped", ())))
 
 
 def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtime, stage: Stage,
@@ -286,8 +287,11 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                 if peak and stage.flops_per_token:
                     values["mfu"] = stage.flops_per_token * tps / peak
                 if result.aux_loss:
-                    values["moe_aux"] = result.aux_loss
+                    values["moe_aux"] = result.aux_loss  # load-balancing + z terms, as added to the loss
+                    values["moe_z"] = result.z_loss
                     values["expert_load_max"] = max(float(x.max()) for x in result.expert_load)
+                    values["expert_load"] = [[round(float(v), 4) for v in x] for x in result.expert_load]
+                    values["moe_dropped"] = result.dropped  # assignments over capacity (this process)
                 if progress.skips:
                     values["skipped"] = progress.skips
                 values.update(extra)

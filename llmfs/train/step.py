@@ -29,7 +29,9 @@ class StepResult:
     aux_loss: float  # MoE load-balancing + z terms, as added to the loss
     grad_norm: float  # global norm before clipping
     finite: bool  # loss and grad norm both finite; when False the optimizer did not step
-    expert_load: tuple[torch.Tensor, ...] = ()
+    expert_load: tuple[torch.Tensor, ...] = ()  # per MoE layer: (E,) share of assignments per expert
+    z_loss: float = 0.0  # the router z-loss part of aux_loss
+    dropped: int = 0  # assignments dropped by expert capacity, all MoE layers and micro-batches of this process
 
 
 def micro_batches(n_rows: int, accum: int) -> list[slice]:
@@ -59,6 +61,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     accum = len(micro)
     total = torch.zeros((), dtype=torch.float32, device=micro[0][0].device)
     total_aux = torch.zeros_like(total)
+    total_z = torch.zeros_like(total)
+    dropped = 0
     loads: list[torch.Tensor] = []
     for i, tensors in enumerate(micro):
         sync = i == accum - 1 or no_sync is None
@@ -70,6 +74,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total += main.detach().float() / accum
         total_aux += torch.as_tensor(aux).detach().float() / accum
+        total_z += torch.as_tensor(getattr(out, "z_loss", 0.0)).detach().float() / accum
+        dropped += sum(int(d) for d in getattr(out, "dropped", ()))
         loads = [x.detach() for x in getattr(out, "expert_load", ())] if not loads else [
             a + b.detach() for a, b in zip(loads, getattr(out, "expert_load", ()))]
     if scaler is not None:
@@ -79,7 +85,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if hasattr(norm, "full_tensor"):  # FSDP2 returns a DTensor
         norm = norm.full_tensor()
     if reduce_mean is not None:
-        total, total_aux = reduce_mean(total), reduce_mean(total_aux)
+        total, total_aux, total_z = reduce_mean(total), reduce_mean(total_aux), reduce_mean(total_z)
     finite = bool(torch.isfinite(total)) and bool(torch.isfinite(norm))
     if finite:
         if scaler is not None:
@@ -91,4 +97,4 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         scaler.update()  # fp16 overflow: the scaler lowers its scale; not counted as a failure by the caller
     optimizer.zero_grad(set_to_none=True)
     return StepResult(loss=float(total), aux_loss=float(total_aux), grad_norm=float(norm), finite=finite,
-                      expert_load=tuple(x / accum for x in loads))
+                      expert_load=tuple(x / accum for x in loads), z_loss=float(total_z), dropped=dropped)

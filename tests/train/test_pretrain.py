@@ -360,6 +360,13 @@ def test_moe_losses_added_and_expert_load_logged(tmp_path):
                      "schedule.warmup_steps=2"), quiet=True)
     last = records(final.parent)[-1]
     assert last["moe_aux"] > 0 and 0.25 <= last["expert_load_max"] <= 1.0  # 4 experts: max share >= 1/4
+    assert 0 < last["moe_z"] < last["moe_aux"] and last["moe_dropped"] == 0  # no capacity: nothing dropped
+    loads = last["expert_load"]  # per layer, per expert: shares of the assignments
+    assert len(loads) == 2 and all(len(x) == 4 and abs(sum(x) - 1) < 1e-3 for x in loads)
+    assert max(map(max, loads)) == pytest.approx(last["expert_load_max"], abs=1e-4)
+    capped = run(tiny(tmp_path / "cap", "model.n_experts=4", "model.top_k=2", "model.capacity_factor=0.5",
+                      "train.max_steps=4", "schedule.warmup_steps=2"), quiet=True)
+    assert records(capped.parent)[-1]["moe_dropped"] > 0  # half the fair share per expert: tokens are dropped
 
 
 def test_activation_checkpointing_gives_the_same_losses(tmp_path):
