@@ -113,8 +113,8 @@ def test_mask_property(T_, window, n_sinks, cuts):
 
 @pytest.mark.parametrize("impl", sorted(ATTENTION_IMPLS))
 def test_gradcheck_float64(impl):
-    # No custom autograd Function exists in the model; this checks the masked kernels' gradients anyway
-    # (a fully masked -inf row or a mask mix-up would show up here).
+    # Attention has no custom autograd Function (RMSNorm's has its own gradcheck in test_norm.py); this checks
+    # the masked kernels' gradients anyway (a fully masked -inf row or a mask mix-up would show up here).
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
     seq = torch.arange(6)[None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -195,6 +196,43 @@ def test_non_finite_loss_stops_before_the_update(tmp_path, monkeypatch):
     ckpt = ck.open_checkpoint(tmp_path / "runs" / "tiny")
     assert ckpt.path.name == "step-000010"
     assert all(torch.isfinite(t).all() for t in weights(ckpt.path).values())
+
+
+def test_non_finite_gradient_under_a_finite_loss_also_stops(tmp_path, monkeypatch):
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def poisoned_norm(params, max_norm, *args, **kwargs):
+        calls["n"] += 1
+        norm = real(params, max_norm, *args, **kwargs)
+        return norm * float("inf") if calls["n"] == 7 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", poisoned_norm)
+    with pytest.raises(LlmfsError, match=r"non-finite loss or gradient at step 7 \(loss \d.*grad norm inf\)"):
+        run(tiny(tmp_path, "train.save_every=5"), quiet=True)
+    assert ck.resolve(tmp_path / "runs" / "tiny").name == "step-000005"
+
+
+def test_bits_per_byte_hand_computed():
+    """A model that is uniform over 4 ids: every scored token costs ln 4 nats; special ids (0 bytes) are not
+    scored, and bits per byte divide the nats by ln 2 and by the bytes the scored targets stand for."""
+    import numpy as np
+
+    from llmfs.train.evaluate import evaluate_lm, mixture_eval
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x):
+            return type("Out", (), {"logits": torch.zeros(*x.shape, 4)})()
+
+    byte_lengths = torch.tensor([1, 2, 3, 0])  # id 3 is a special token
+    windows = np.array([[0, 1, 2, 3], [3, 2, 2, 1]])  # targets 1, 2, 3 | 2, 2, 1: five scored, 2+3+3+3+2 bytes
+    r = evaluate_lm(Uniform(), windows, byte_lengths, batch_size=1, device=torch.device("cpu"),
+                    autocast=contextlib.nullcontext)
+    assert r["loss"] == pytest.approx(math.log(4), rel=1e-6)  # float32 cross-entropy
+    assert r["bpb"] == pytest.approx(5 * math.log(4) / math.log(2) / 13, rel=1e-6)
+    both = mixture_eval({"a": {"loss": 1.0, "bpb": 2.0}, "b": {"loss": 3.0, "bpb": 6.0}}, {"a": 0.75, "b": 0.25})
+    assert both == {"val_loss": 1.5, "val_bpb": 3.0, "a/val_loss": 1.0, "a/val_bpb": 2.0, "b/val_loss": 3.0,
+                    "b/val_bpb": 6.0}
 
 
 def test_which_non_finite_steps_count_against_the_skip_budget():
