@@ -1,10 +1,10 @@
 """`llmfs chat CKPT`: a multi-turn conversation with a chat model, streamed, in a terminal or over a pipe.
 
-`ChatSession` holds the conversation and renders it through the checkpoint's chat template
-(`llmfs/tokenizer/chat.py`) for every reply, so what the model sees is exactly what SFT trained on. When the
-rendered conversation plus room for a reply no longer fits the context, the oldest turns are dropped (the
-system message stays) and the caller is told; a reply never runs past the context. `repl` reads lines from a
-stream: text is a message, a line starting with `/` is a command:
+`ChatSession` holds the conversation and renders it through the checkpoint's chat template for every reply
+(`chat_format.py`: llmfs's own, exactly what SFT trained on, or an imported transformers model's Jinja
+template). When the rendered conversation plus room for a reply no longer fits the context, the oldest turns
+are dropped (the system message stays) and the caller is told; a reply never runs past the context. `repl`
+reads lines from a stream: text is a message, a line starting with `/` is a command:
 
     /reset                forget the conversation (the system message stays)
     /system TEXT          set the system message (and start over)
@@ -32,7 +32,8 @@ from llmfs.errors import ConfigError, LlmfsError
 from llmfs.infer.generate import stream
 from llmfs.infer.sampling import SamplingConfig
 from llmfs.infer.text import TextAssembler
-from llmfs.tokenizer.chat import END, has_chat_tokens, render_prompt
+from llmfs.infer.chat_format import ChatFormat, chat_format, llmfs_format
+from llmfs.tokenizer.chat import has_chat_tokens
 
 HELP = """commands: /reset, /system TEXT, /set KEY VALUE, /save FILE, /help, /quit (Ctrl-D); Ctrl-C stops a reply"""
 
@@ -53,8 +54,10 @@ class ChatSession:
     """A conversation with one model: `reply(text)` streams the answer and records both turns."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, cfg: SamplingConfig, *, system: str | None = None,
-                 generator: torch.Generator | None = None, decoder=None):
+                 generator: torch.Generator | None = None, decoder=None, chat_format: ChatFormat | None = None):
         self.model, self.tokenizer, self.cfg, self.generator = model, tokenizer, cfg, generator
+        # how messages become ids and which ids end a reply (chat_format.py): llmfs's template unless told
+        self.format = chat_format if chat_format is not None else llmfs_format(tokenizer)
         self.decoder = decoder  # a CompiledDecoder (llmfs chat --compile): every reply decodes with its step
         self.system = system
         self.messages: list[dict[str, str]] = self._start()
@@ -98,7 +101,7 @@ class ChatSession:
         limit = context - min(self.cfg.max_new_tokens, max(1, context // 4))
         dropped = 0
         while True:
-            ids = render_prompt(self.tokenizer, head + turns)
+            ids = self.format.render_prompt(head + turns)
             if len(ids) <= limit or len(turns) <= 1:
                 break
             turns, dropped = turns[2:], dropped + 2
@@ -114,15 +117,15 @@ class ChatSession:
         if self.dropped_turns:
             head = asked[:1] if asked[0]["role"] == "system" else []
             asked = head + asked[len(head) + self.dropped_turns:]
-        end = self.tokenizer.special_tokens[END]
+        stops = set(self.format.stop_ids)
         assembler = TextAssembler(self.tokenizer)  # no stop strings: its text is exactly what was shown
         budget = min(self.cfg.max_new_tokens, self.model.cfg.max_seq_len - len(ids))  # a reply ends in the context
         cfg = dataclasses.replace(self.cfg, max_new_tokens=budget)
-        pieces = stream(self.model, ids, cfg, generator=self.generator, stop_ids=[end], decoder=self.decoder)
+        pieces = stream(self.model, ids, cfg, generator=self.generator, stop_ids=list(stops), decoder=self.decoder)
         finished = False
         try:
             for i in pieces:
-                if i == end:
+                if i in stops:
                     break
                 piece = assembler.feed(i)
                 if piece:
@@ -219,7 +222,6 @@ def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, devic
     """`llmfs chat`: load, check it is a chat model, then talk over stdin / stdout."""
     import sys
 
-    from llmfs.checkpoint import TEMPLATE_FILE
     from llmfs.infer.load import load_model
     from llmfs.infer.weight_layout import decode_layout
     from llmfs.runtime import resolve_device
@@ -228,14 +230,14 @@ def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, devic
     dev = resolve_device(device or "auto")
     model, tok, ckpt = load_model(checkpoint, device=dev)
     decode_layout(model)  # CPU: weights laid out for fast matrix-vector products (weight_layout.py)
-    check_chat_model(tok, ckpt.path / TEMPLATE_FILE, str(ckpt.path))
+    fmt = chat_format(tok, ckpt)  # llmfs's template, or an imported model's own; a base model is refused
     decoder = None
     if compile:
         from llmfs.infer.compiled_decode import CompiledDecoder
 
         decoder = CompiledDecoder(model)
     session = ChatSession(model, tok, cfg, system=system, generator=torch.Generator(device=dev).manual_seed(seed),
-                          decoder=decoder)
+                          decoder=decoder, chat_format=fmt)
 
     def write(text: str) -> None:
         sys.stdout.write(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from safetensors import safe_open
@@ -23,7 +24,7 @@ from llmfs.config import from_dict
 from llmfs.errors import CheckpointError, LlmfsError
 from llmfs.model.config import ModelConfig
 from llmfs.model.hf import from_hf, to_hf
-from llmfs.tokenizer.chat import END
+from llmfs.tokenizer.chat import CHAT_TEMPLATE_JINJA, END
 
 
 def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) -> Path:
@@ -57,10 +58,14 @@ def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) 
             "add_bos_token": False, "add_eos_token": False}
         eot_id = _token_id(ckpt.tokenizer_path, eot)
         eos_ids: int | list[int] | None = eot_id
+        imported = dict(ckpt.extra.get("chat") or {})  # a transformers chat model brought in by import_hf
         if chat:
             shutil.copyfile(template, tmp / ck.TEMPLATE_FILE)
             tok_config["chat_template"] = template.read_text(encoding="utf-8").strip()
             eos_ids = [eot_id, _token_id(ckpt.tokenizer_path, END)]
+        if chat and imported.get("stop_ids"):  # its own tokens, not llmfs's <|end|>
+            tok_config.update(eos_token=imported.get("eos_token"), bos_token=imported.get("bos_token"))
+            eos_ids = list(imported["stop_ids"])
         (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2), encoding="utf-8")
         (tmp / "generation_config.json").write_text(json.dumps(
             {"eos_token_id": eos_ids, "bos_token_id": eot_id}, indent=2), encoding="utf-8")
@@ -82,8 +87,55 @@ def import_hf(directory: str | Path, out: str | Path) -> Path:
                               "fast tokenizer into the directory first")
     hf_config = json.loads(config_path.read_text(encoding="utf-8"))
     cfg, ours = from_hf(hf_config, _read_weights(d))
-    return ck.save(out, kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=ours,
-                   tokenizer_json=d / "tokenizer.json", extra={"stage": "import", "source": str(d)})
+    extra: dict = {"stage": "import", "source": str(d)}
+    template, chat = _chat_template(d)
+    if template is None or template.strip() == CHAT_TEMPLATE_JINJA:  # a base model, or llmfs's own export
+        return ck.save(out, kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=ours,
+                       tokenizer_json=d / "tokenizer.json", extra=extra)
+    # a transformers chat model: its template travels beside the tokenizer, with what `llmfs chat` needs
+    # to render it (bos / eos strings) and to end a reply (chat_format.py)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(d / "tokenizer.json", Path(tmp) / "tokenizer.json")
+        (Path(tmp) / ck.TEMPLATE_FILE).write_text(template, encoding="utf-8")
+        return ck.save(out, kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=ours,
+                       tokenizer_json=Path(tmp) / "tokenizer.json", extra={**extra, "chat": chat})
+
+
+def _chat_template(d: Path) -> tuple[str | None, dict]:
+    """A transformers directory's chat template (`chat_template.jinja`, else `tokenizer_config.json`'s
+    `chat_template`, the entry named "default" when it is a list) and {"bos_token", "eos_token", "stop_ids"}:
+    the ids that end a reply, from `generation_config.json`'s `eos_token_id`, else the `eos_token`'s id."""
+    def read(name: str) -> dict:
+        f = d / name
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{f}: not valid JSON ({e})") from None
+        return doc if isinstance(doc, dict) else {}
+
+    tok_config, gen_config = read("tokenizer_config.json"), read("generation_config.json")
+    template = tok_config.get("chat_template")
+    if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"),
+                        None)
+    if (d / ck.TEMPLATE_FILE).is_file():
+        template = (d / ck.TEMPLATE_FILE).read_text(encoding="utf-8")
+    if not isinstance(template, str):
+        return None, {}
+
+    def token(key: str) -> str | None:
+        value = tok_config.get(key)
+        return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
+
+    bos, eos = token("bos_token"), token("eos_token")
+    stop = gen_config.get("eos_token_id")
+    stop_ids = [stop] if isinstance(stop, int) else [i for i in stop or [] if isinstance(i, int)]
+    if not stop_ids and _token_id(d / "tokenizer.json", eos) is not None:
+        stop_ids = [_token_id(d / "tokenizer.json", eos)]
+    if not stop_ids:
+        raise CheckpointError(f"{d}: has a chat template but no end-of-reply token (generation_config.json's "
+                              "eos_token_id or tokenizer_config.json's eos_token); add one so replies can end")
+    return template, {"bos_token": bos, "eos_token": eos, "stop_ids": stop_ids}
 
 
 def _read_weights(d: Path) -> dict:

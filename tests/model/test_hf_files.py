@@ -95,3 +95,70 @@ def test_import_of_a_directory_saved_by_transformers(tmp_path, tokenizer_json, a
     ids = torch.randint(0, vocab, (2, 13), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(net(ids).logits, ref(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{% endif %}")
+
+
+def test_a_transformers_chat_model_imports_with_its_template_and_chats(tmp_path, monkeypatch, capsys):
+    """A ChatML model saved by transformers (template in tokenizer_config.json, end of reply in
+    generation_config.json): `llmfs import hf` keeps its template, `llmfs chat` renders conversations to the ids
+    transformers' apply_chat_template gives and talks over stdin."""
+    import io
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from llmfs.infer.chat_format import chat_format
+    from llmfs.infer.load import load_tokenizer
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["the cat sat on the mat. ", "hello there, how are you?"] * 50, trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]))
+    hf_dir = tmp_path / "hf"
+    config = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=128, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(hf_dir)
+    tok.save(str(hf_dir / "tokenizer.json"))
+    end = tok.token_to_id("<|im_end|>")
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHATML, "eos_token": "<|im_end|>",
+        "bos_token": None, "add_bos_token": False}))
+    (hf_dir / "generation_config.json").write_text(json.dumps({"eos_token_id": end}))
+    assert main(["import", "hf", str(hf_dir), str(tmp_path / "ours")]) == 0
+    ckpt = ck.open_checkpoint(tmp_path / "ours")
+    assert ckpt.extra["chat"] == {"bos_token": None, "eos_token": "<|im_end|>", "stop_ids": [end]}
+
+    fmt = chat_format(load_tokenizer(ckpt.tokenizer_path), ckpt)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"},
+                {"role": "assistant", "content": "the cat"}, {"role": "user", "content": "how are you?"}]
+    theirs = transformers.AutoTokenizer.from_pretrained(hf_dir).apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True)
+    theirs = theirs["input_ids"] if not isinstance(theirs, list) else theirs
+    assert fmt.render_prompt(messages) == list(theirs) and fmt.stop_ids == (end,)
+
+    saved = tmp_path / "conv.json"
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"hello there\nhow are you?\n/save {saved}\n"))
+    assert main(["chat", str(tmp_path / "ours"), "--max-new-tokens", "6", "--seed", "0"]) == 0, capsys.readouterr()
+    roles = [m["role"] for m in json.loads(saved.read_text())["messages"]]
+    assert roles and all(a != b for a, b in zip(roles, roles[1:])) and roles[0] == "user"
+    # and back out: the export keeps the model's own template and end-of-reply token
+    assert main(["export", "hf", str(tmp_path / "ours"), str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "tokenizer_config.json").read_text())
+    assert again["chat_template"] == CHATML and again["eos_token"] == "<|im_end|>"
+    assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["eos_token_id"] == [end]
+
+
+def test_import_of_a_chat_template_without_an_end_of_reply_token_is_refused(tmp_path, tokenizer_json, capsys):
+    path, _ = make_checkpoint(tmp_path, tokenizer_json)
+    assert main(["export", "hf", str(path), str(tmp_path / "hf")]) == 0
+    (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML}))
+    (tmp_path / "hf" / "generation_config.json").write_text("{}")
+    assert main(["import", "hf", str(tmp_path / "hf"), str(tmp_path / "x")]) == 2
+    assert "no end-of-reply token" in capsys.readouterr().err
