@@ -5,7 +5,9 @@ final/                      (or step-000500/)
   model.safetensors         weights of the unwrapped module; metadata {"format": "pt", "llmfs_tied": {...}}
   config.json               format_version, llmfs_version, kind, model config, lineage, sha256 of every file
   tokenizer.json            loadable by `tokenizers.Tokenizer.from_file`
-  chat_template.jinja       chat models only: the chat template (llmfs/tokenizer/chat.py), for transformers too
+  chat_template.jinja       chat models only: the chat template (llmfs/tokenizer/chat.py), for transformers too;
+                            an imported transformers chat model keeps its own, with config.json's
+                            extra.chat = {bos_token, eos_token, stop_ids} (llmfs/infer/chat_format.py)
   recipe.toml               the resolved recipe that produced it (optional)
   optimizer.safetensors     resume only: optimizer tensors; param groups and scalars in the metadata
   trainer_state.json        resume only: step, tokens seen, data position, seeds
@@ -17,7 +19,8 @@ The run directory's `latest` file (the name of the newest step directory) is rew
 
 Loading (`open_checkpoint` then `load_weights`) checks the file set, `format_version`, the sha256 of every file
 (which catches truncation and corruption), the tokenizer's vocabulary against the model's, and then the exact
-tensor key set, shapes and dtypes against the module built from `config.json`, and that weights are finite.
+tensor key set, shapes and dtypes against the module built from `config.json`, and that weights are finite
+(saving refuses non-finite weights too, before anything is written).
 Tied weights (embedding and head) are stored once; `llmfs_tied` records the alias.
 """
 
