@@ -156,11 +156,14 @@ def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, opti
                          f"{f'resumes from {ckpt.path} (step {step})' if ckpt else 'sees no checkpoint'} and "
                          "another does not; under torchrun on several machines every node must see run.out_dir "
                          "on one shared filesystem (checkpoints are written by rank 0 and read by all)")
+    # read (and check) the full weights against the plain module: FSDP2 shards `model` in place below
+    weights = None
+    if ckpt is not None:
+        weights = read_state(ckpt) if read_state is not None else ck.read_weights(ckpt, model)
     trained = D.wrap_model(model, parallel, rt)
     optimizer = build_optimizer(trained, optim, rt.device)
     progress = Progress()
     if ckpt is not None:
-        weights = read_state(ckpt) if read_state is not None else ck.read_weights(ckpt, model)
         D.load_full_state(trained, optimizer, weights, dict(state.optimizer))
         progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
     return trained, optimizer, progress

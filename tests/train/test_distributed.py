@@ -205,3 +205,35 @@ def test_rank0_first_then_each_nodes_first_process_then_the_rest(tmp_path):
     assert lines == ["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]
     for rank in range(3):
         assert (tmp_path / f"out.{rank}").read_text() == f"{rank} True False"
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_one_process_checkpoint_resumes_under_two(tmp_path, parallel):
+    """The state written by one process (full weights and optimizer state) resumes under two processes, the
+    optimizer state sharded by FSDP, and the continued run gives the uninterrupted run's losses."""
+    import shutil
+
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY.format(out=tmp_path / "runs"))
+    common = ["train.max_steps=8", "schedule.warmup_steps=2", "train.save_every=4", "log.every=1",
+              "data.micro_batch_size=2"]
+    single = run(load_recipe(p, PretrainRecipe, common + ["run.name=single"]), quiet=True).parent
+    multi = tmp_path / "runs" / "multi"
+    multi.mkdir()
+    for name in ("tokenizer", "data", "step-000004"):
+        shutil.copytree(single / name, multi / name)
+    (multi / "latest").write_text("step-000004\n")
+    (multi / "recipe.toml").write_text((single / "recipe.toml").read_text())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    args = [a for kv in common + ["run.name=multi", f'train.parallel="{parallel}"'] for a in ("--set", kv)]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "llmfs", "pretrain", str(p), "--quiet", "--force", *args],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    la = [r["loss"] for r in records(single) if r["step"] > 4]
+    lb = [r["loss"] for r in records(multi)]
+    assert [r["step"] for r in records(multi)] == [5, 6, 7, 8]
+    assert lb == pytest.approx(la, abs=1e-5)
+    wa, wb = weights(single / "final"), weights(multi / "final")
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5, msg=k)
