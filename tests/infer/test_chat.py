@@ -171,3 +171,55 @@ def test_ctrl_c_while_a_piece_is_printed_keeps_the_session(chat_ckpt):
     roles = [m["role"] for m in session.messages]
     assert roles == ["user", "assistant", "user", "assistant"] or roles == ["user", "assistant"]
     assert session.messages[-2]["content"] == "and now?"  # the next message was still answered
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a pseudo-terminal")
+def test_ctrl_c_in_a_terminal_stops_the_reply_and_the_session_goes_on(tmp_path):
+    """`llmfs chat` in a pseudo-terminal: prompt, a long reply, SIGINT (Ctrl-C) mid-reply, "[reply stopped]",
+    a new prompt (the session goes on), then Ctrl-D and exit code 0."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from llmfs.infer.generate import generate
+
+    path, net = make_ckpt(tmp_path, TOK, max_seq_len=4096)
+    from llmfs.tokenizer.chat import render_prompt
+
+    first = generate(net, [render_prompt(TOK, [{"role": "user", "content": "hi"}])],
+                     SamplingConfig(temperature=0, max_new_tokens=200))[0]
+    assert TOK.special_tokens[END] not in first  # greedy on this model does not end the reply early: a long one
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "llmfs", "chat", str(path), "--temperature", "0",
+                             "--max-new-tokens", "4000"], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+                            close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(done, timeout: float = 60.0) -> None:  # keep draining the terminal until done(seen)
+        nonlocal seen
+        deadline = time.time() + timeout
+        while not done(seen):
+            assert time.time() < deadline, f"timed out; the terminal shows {seen[-300:]!r}"
+            if select.select([master], [], [], 0.1)[0]:
+                seen += os.read(master, 65536)
+
+    try:
+        read_until(lambda s: b"you> " in s)
+        os.write(master, b"hi\n")
+        read_until(lambda s: b"assistant> " in s)
+        start = len(seen)
+        read_until(lambda s: len(s) - start > 50)  # part of the reply is on the screen
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        read_until(lambda s: b"[reply stopped]" in s)
+        read_until(lambda s: s.count(b"you> ") >= 2)  # the session goes on: a new prompt
+        os.write(master, b"\x04")  # Ctrl-D at the prompt
+        assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
