@@ -9,7 +9,10 @@
   5. top-p (nucleus, Holtzman et al. 2020): keep the smallest set whose probability reaches p;
   6. min-p (Nguyen et al. 2024): keep tokens with probability >= min_p * the top probability;
 then draws from the softmax with an explicit `torch.Generator`, so a seed reproduces a completion exactly.
-This is the order of Hugging Face's `generate` (penalties, temperature, then the truncation filters).
+This is the order of Hugging Face's `generate` (penalties, temperature, then the truncation filters). The
+penalties count the tokens generated so far, not the prompt's (CTRL penalises "previously generated tokens", and
+the OpenAI API's frequency penalty counts sampled ones); transformers' `repetition_penalty` also penalises every
+prompt token, so the same value gives different text there when the prompt is long.
 """
 
 from __future__ import annotations
