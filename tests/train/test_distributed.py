@@ -127,16 +127,16 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path, par
     assert ck.load_resume_state(ckpt).trainer["step"] == int(latest.name.split("-")[1])
 
 
-def test_accumulation_all_reduces_only_on_the_last_micro_batch(tmp_path):
-    """DDP inside train_step: with no_sync, 4 micro-batches cost one backward's all-reduces, not four (counted
-    by a communication hook on a one-process gloo group)."""
+def _accumulation_counts(store_path: str) -> dict:
+    """All-reduces run by DDP in one train_step of 4 micro-batches, with and without no_sync (a one-process
+    gloo group; run in a child process by the test below, so a stuck group can only fail it, never hang it)."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     from llmfs.train import distributed as D
     from llmfs.train.step import train_step
 
-    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    dist.init_process_group("gloo", store=dist.FileStore(store_path, 1), rank=0, world_size=1)
     try:
         calls = []
 
@@ -159,9 +159,23 @@ def test_accumulation_all_reduces_only_on_the_last_micro_batch(tmp_path):
             train_step(model, opt, micro, loss_fn, autocast=contextlib.nullcontext, grad_clip=1.0,
                        no_sync=D.no_sync(model) if use_no_sync else None)
             counts[name] = len(calls)
-        assert counts["no_sync"] >= 1 and counts["plain"] == 4 * counts["no_sync"]
+        return counts
     finally:
         dist.destroy_process_group()
+
+
+def test_accumulation_all_reduces_only_on_the_last_micro_batch(tmp_path):
+    """DDP inside train_step: with no_sync, 4 micro-batches cost one backward's all-reduces, not four (counted
+    by a communication hook)."""
+    import json
+
+    code = ("import json; from tests.train.test_distributed import _accumulation_counts; "
+            f"print(json.dumps(_accumulation_counts({str(tmp_path / 'store')!r})))")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert counts["no_sync"] >= 1 and counts["plain"] == 4 * counts["no_sync"]
 
 
 def _node_worker(rank: int, world: int, local_ranks: list[int], store_path: str, log_path: str, out_path: str):
@@ -196,11 +210,19 @@ def test_rank0_first_then_each_nodes_first_process_then_the_rest(tmp_path):
     first process of the other node (its own copy where the filesystem is not shared), then the rest. And a
     value the ranks disagree on is seen as such on every rank (how a node that cannot see the checkpoint rank 0
     resumes from is refused instead of hanging)."""
+    import time
+
     import torch.multiprocessing as tmp_mp
 
     log, out = tmp_path / "log.txt", tmp_path / "out"
-    tmp_mp.spawn(_node_worker, args=(3, [0, 0, 1], str(tmp_path / "store"), str(log), str(out)), nprocs=3,
-                 join=True)
+    ctx = tmp_mp.spawn(_node_worker, args=(3, [0, 0, 1], str(tmp_path / "store"), str(log), str(out)), nprocs=3,
+                       join=False)
+    deadline = time.time() + 300
+    while not ctx.join(timeout=1):  # a stuck group fails the test instead of hanging the suite
+        if time.time() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail("the three processes did not finish")
     lines = log.read_text().splitlines()
     assert lines == ["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]
     for rank in range(3):
