@@ -184,4 +184,14 @@ def teardown(rt: Runtime) -> None:
     import torch
 
     if rt.dist.world_size > 1 and torch.distributed.is_initialized():
+        if torch.distributed.get_backend() == "gloo":
+            # leave together: a gloo process that tore its group down while another still finished its last
+            # collective was seen to abort ("terminate called without an active exception"); bounded, so a rank
+            # that died does not keep the others here
+            import datetime
+
+            try:
+                torch.distributed.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+            except RuntimeError:
+                pass
         torch.distributed.destroy_process_group()
