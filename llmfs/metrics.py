@@ -52,12 +52,12 @@ def _keep_until(path: Path, step: int) -> None:
     """Rewrite a metrics.jsonl with only its records of steps 0..step, none for step 0 (a fresh run), atomically;
     a torn last line is dropped."""
     kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines() if step > 0 else []:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and step > 0 and 0 <= record["step"] <= step:
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and 0 <= record["step"] <= step:
             kept.append(line + "\n")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept), encoding="utf-8")

@@ -32,19 +32,20 @@ from llmfs.errors import ConfigError, LlmfsError
 from llmfs.infer.generate import stream
 from llmfs.infer.sampling import SamplingConfig
 from llmfs.infer.text import TextAssembler
-from llmfs.infer.chat_format import ChatFormat, chat_format, llmfs_format
+from llmfs.infer.chat_format import ChatFormat, base_model_error, chat_format, llmfs_format
 from llmfs.tokenizer.chat import has_chat_tokens
 
 HELP = """commands: /reset, /system TEXT, /set KEY VALUE, /save FILE, /help, /quit (Ctrl-D); Ctrl-C stops a reply"""
 
 
 def check_chat_model(tokenizer, template: Path, where: str) -> None:
-    """Refuse a base model (no chat tokens) or a checkpoint whose stored template is not llmfs's."""
+    """Refuse a base model (no chat tokens) or a checkpoint whose stored template is not llmfs's: the stages that
+    train on chat (PPO, GRPO) render with llmfs's template (`llmfs chat` itself also takes an imported model's
+    own template: chat_format.py)."""
     from llmfs.tokenizer.chat import CHAT_TEMPLATE_JINJA
 
     if not has_chat_tokens(tokenizer) or not template.is_file():
-        raise LlmfsError(f"{where}: has no chat template: it is a base model; use 'llmfs generate' for plain "
-                         "continuation, or 'llmfs sft' to make a chat model from it")
+        raise base_model_error(where)
     if template.read_text(encoding="utf-8").strip() != CHAT_TEMPLATE_JINJA:
         raise LlmfsError(f"{template}: is not the llmfs chat template; this checkpoint's replies would be "
                          "rendered differently from how it was trained")

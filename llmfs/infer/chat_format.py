@@ -55,6 +55,11 @@ def jinja_format(tokenizer, template: str, *, bos_token: str | None, eos_token: 
     return ChatFormat(render_prompt, tuple(stop_ids))
 
 
+def base_model_error(where: str) -> LlmfsError:
+    return LlmfsError(f"{where}: has no chat template: it is a base model; use 'llmfs generate' for plain "
+                      "continuation, or 'llmfs sft' to make a chat model from it")
+
+
 def chat_format(tokenizer, checkpoint) -> ChatFormat:
     """The chat format of an opened checkpoint (`llmfs.checkpoint.Checkpoint`), or a one-line refusal."""
     from llmfs.checkpoint import TEMPLATE_FILE
@@ -63,8 +68,7 @@ def chat_format(tokenizer, checkpoint) -> ChatFormat:
     where = str(checkpoint.path)
     template: Path = checkpoint.path / TEMPLATE_FILE
     if not template.is_file():
-        raise LlmfsError(f"{where}: has no chat template: it is a base model; use 'llmfs generate' for plain "
-                         "continuation, or 'llmfs sft' to make a chat model from it")
+        raise base_model_error(where)
     text = template.read_text(encoding="utf-8")
     if text.strip() == CHAT_TEMPLATE_JINJA and has_chat_tokens(tokenizer):
         return llmfs_format(tokenizer)

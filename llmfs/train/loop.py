@@ -165,7 +165,7 @@ def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, opti
     progress = Progress()
     if ckpt is not None:
         D.load_full_state(trained, optimizer, weights, dict(state.optimizer))
-        progress = Progress(state.trainer["step"], state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
+        progress = Progress(step, state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
     return trained, optimizer, progress
 
 
