@@ -36,3 +36,14 @@ def make_tokenizer_json(path: Path, vocab_size: int = 300) -> Path:
 @pytest.fixture
 def tokenizer_json(tmp_path_factory) -> Path:
     return make_tokenizer_json(tmp_path_factory.mktemp("tok") / "tokenizer.json")
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32_matmuls_between_tests():
+    """`runtime.setup` sets torch's process-wide fp32 matmul precision from `run.matmul_precision`; put torch's
+    default back after each test, so a test that ran a stage with "medium" cannot loosen the next test's
+    parity checks."""
+    import torch
+
+    yield
+    torch.set_float32_matmul_precision("highest")

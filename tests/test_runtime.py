@@ -44,6 +44,38 @@ def test_precision_and_device_errors():
         assert resolve_device("auto").type in ("cpu", "mps")
 
 
+def test_matmul_precision_sets_torch_and_is_described():
+    rt = setup(RunConfig(device="cpu", matmul_precision="highest"))
+    assert torch.get_float32_matmul_precision() == "highest" and rt.describe().startswith("device cpu, precision fp32,")
+    rt = setup(RunConfig(device="cpu"))  # default: TF32 on CUDA, exact fp32 on CPU
+    assert torch.get_float32_matmul_precision() == "high" and rt.matmul_precision == "high"
+    a, b = torch.randn(64, 48, generator=torch.Generator().manual_seed(0)), torch.randn(48, 32)
+    with torch.no_grad():
+        high = a @ b
+        torch.set_float32_matmul_precision("highest")
+        assert torch.equal(high, a @ b)  # 'high' leaves CPU matmuls exact
+    rt = setup(RunConfig(device="cpu", matmul_precision="medium"))
+    assert torch.get_float32_matmul_precision() == "medium"
+    assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert "(fp32 matmuls with bf16 inputs)" in rt.describe()
+        medium = a @ b  # bf16-rounded inputs, fp32 accumulation: close to exact, not equal
+        assert not torch.equal(medium, high)
+        torch.testing.assert_close(medium, high, atol=0.1, rtol=0.02)
+        exact = a.bfloat16().float() @ b.bfloat16().float()
+        torch.set_float32_matmul_precision("highest")
+        torch.testing.assert_close(medium, exact, atol=1e-4, rtol=1e-4)
+    else:
+        assert "no bf16 hardware" in rt.describe()
+
+
+def test_matmul_precision_value_is_checked_at_load():
+    from llmfs.config import from_dict
+
+    with pytest.raises(LlmfsError, match="matmul_precision.*'highest', 'high', 'medium'"):
+        from_dict(RunConfig, {"matmul_precision": "low"})
+
+
 def test_seeding_and_generators_reproduce():
     rt = setup(RunConfig(device="cpu", seed=3))
     a = torch.rand(3)

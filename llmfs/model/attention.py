@@ -7,6 +7,8 @@ Kernels (`ATTENTION_IMPLS`), both `(q (B, H, Tq, D), k, v (B, Hkv, Tk, D), mask,
 - "sdpa": `F.scaled_dot_product_attention`. With no mask it is called with `is_causal=True` (several queries),
   which lets CUDA pick the flash kernel; an explicit boolean mask is passed only when a window, sinks, segments
   or a cache's prefill need one.
+On CPU, `sdpa` always runs its matmuls in exact fp32, also when `run.matmul_precision = "medium"` lets every other
+fp32 matmul use bf16 inputs (`exact_fp32_sdpa`): torch's CPU flash-attention kernel is ~10x slower in that mode.
 `mask` is None or a bool tensor (B|1, 1, Tq, Tk), True = may attend. None means plain causal attention: with
 Tq == Tk the usual lower triangle, and with a single query (Tq == 1, a decode step) every key, which is the
 causal mask aligned to the query's position at the end (no mask tensor to build or apply per step).
@@ -14,6 +16,7 @@ causal mask aligned to the query's position at the end (no mask tensor to build 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -66,13 +69,86 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return probs @ v  # (B, H, Tq, D)
 
 
-def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                   dropout_p: float) -> torch.Tensor:
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+          dropout_p: float) -> torch.Tensor:
     gqa = q.shape[1] != k.shape[1]
     if mask is None:  # is_causal aligns the triangle top-left, so a single query (sees every key) must not set it
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=q.shape[2] > 1,
                                               enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa)
+
+
+def cpu_matmuls_in_bf16(x: torch.Tensor) -> bool:
+    """True when fp32 matmuls on x run with bf16 inputs: a CPU fp32 tensor under `torch.set_float32_matmul_
+    precision("medium")` (`run.matmul_precision`) on a CPU with bf16 hardware (oneDNN's "bf32" mode)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32
+            and torch.backends.mkldnn.matmul.fp32_precision == "bf16")
+
+
+@contextlib.contextmanager
+def exact_fp32_matmuls():
+    """CPU fp32 matmuls in full fp32 inside the block, whatever the global matmul precision (restored after)."""
+    mkldnn = torch.backends.mkldnn.matmul
+    before = mkldnn.fp32_precision
+    mkldnn.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        mkldnn.fp32_precision = before
+
+
+def _detached(t: torch.Tensor) -> torch.Tensor:  # a new tensor object: packing `t` itself would make a cycle
+    return t.detach()                              # out -> out.grad_fn -> out, never freed (torch's hooks notes)
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+class ExactFP32SDPA(torch.autograd.Function):
+    """`_sdpa` forward and backward under `exact_fp32_matmuls`.
+
+    Why: with fp32 matmuls allowed to use bf16 inputs, torch 2.13's CPU flash-attention kernel (forward and
+    backward) takes ~10x longer: one (12, 4, 64, 32) causal forward + backward 8.7 ms against 0.89 ms here (and
+    a (768, 128) @ (128, 512) product 0.12 ms against 0.31 ms, which is what the mode is for). The kernel reads
+    the global mode when it runs, and the backward runs later inside the autograd engine, so a context around
+    the forward call is not enough: the forward records its own small graph under the exact mode and the
+    backward differentiates that graph under the exact mode again. The result equals exact-mode sdpa bit for
+    bit, forward and gradients (tests/model/test_attention.py).
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                dropout_p: float) -> torch.Tensor:
+        # The inner graph's own saved tensors stay out of any saved-tensor hooks around this call (activation
+        # checkpointing, offloading, activation counting): those hooks see what this Function saves, below.
+        with torch.enable_grad(), exact_fp32_matmuls(), torch.autograd.graph.saved_tensors_hooks(_detached, _same):
+            inner = [t.detach().requires_grad_(t.requires_grad) for t in (q, k, v)]
+            y = _sdpa(*inner, mask, dropout_p)
+        # Saved like any saved tensor (freed after backward, seen by saved-tensor hooks): y carries the inner graph
+        # and with it what sdpa's own backward needs (q, k, v, out, logsumexp).
+        ctx.save_for_backward(y, *inner)
+        return y.detach()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy: torch.Tensor):
+        y, *inner = ctx.saved_tensors
+        wanted = [t for t in inner if t.requires_grad]
+        with exact_fp32_matmuls():
+            # retain: the inner graph lives exactly as long as the saved y, i.e. as the outer graph allows
+            grads = iter(torch.autograd.grad(y, wanted, gy, retain_graph=True))
+        return (*(next(grads) if t.requires_grad else None for t in inner), None, None)
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                   dropout_p: float) -> torch.Tensor:
+    if not cpu_matmuls_in_bf16(q):
+        return _sdpa(q, k, v, mask, dropout_p)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return ExactFP32SDPA.apply(q, k, v, mask, dropout_p)
+    with exact_fp32_matmuls():
+        return _sdpa(q, k, v, mask, dropout_p)
 
 
 ATTENTION_IMPLS = {"sdpa": sdpa_attention, "manual": manual_attention}

@@ -120,3 +120,83 @@ def test_gradcheck_float64(impl):
     seq = torch.arange(6)[None]
     mask = attention_mask(seq, seq, window=2, n_sinks=1)
     assert torch.autograd.gradcheck(lambda a, b, c: ATTENTION_IMPLS[impl](a, b, c, mask, 0.0), (q, k, v))
+
+
+@pytest.mark.parametrize("name", sorted(MASKS))
+@pytest.mark.parametrize("heads", [(4, 4), (4, 2)])
+def test_sdpa_stays_exact_fp32_when_matmuls_may_use_bf16(name, heads):
+    """Under matmul_precision 'medium' (CPU fp32 matmuls with bf16 inputs) the sdpa kernel still runs in exact
+    fp32: output, no-grad output and gradients equal exact-mode sdpa bit for bit (ExactFP32SDPA)."""
+    mask = None if name == "causal" else build(MASKS[name])
+
+    def run():
+        q, k, v = (t.requires_grad_() for t in qkv(H=heads[0], Hkv=heads[1]))
+        out = sdpa_attention(q, k, v, mask, 0.0)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        with torch.no_grad():
+            plain = sdpa_attention(q, k, v, mask, 0.0)
+        return out, plain, q.grad, k.grad, v.grad
+
+    torch.set_float32_matmul_precision("highest")
+    exact = run()
+    torch.set_float32_matmul_precision("medium")  # the conftest fixture puts "highest" back
+    assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+    for got, want in zip(run(), exact, strict=True):
+        assert torch.equal(got, want)
+    assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"  # the mode is restored after forward and backward
+
+
+def test_exact_fp32_sdpa_gradcheck_and_partial_grads():
+    from llmfs.model.attention import ExactFP32SDPA
+
+    q, k, v = (t.double().requires_grad_() for t in qkv(H=2, Hkv=1, D=4, B=1))
+    mask = build(MASKS["window_sinks"])
+    assert torch.autograd.gradcheck(lambda q, k, v: ExactFP32SDPA.apply(q, k, v, mask, 0.0), (q, k, v))
+    # only some inputs needing a gradient (e.g. frozen projections): the others get None, the rest are right
+    k2, v2 = k.detach(), v.detach()
+    ExactFP32SDPA.apply(q, k2, v2, None, 0.0).sum().backward()
+    want = torch.autograd.grad(sdpa_attention(q, k2, v2, None, 0.0).sum(), q)[0]
+    torch.testing.assert_close(q.grad, want)
+    # what backward needs is saved like any saved tensor: freed by a backward without retain_graph
+    out = ExactFP32SDPA.apply(q, k, v, None, 0.0)
+    out.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        out.sum().backward()
+
+
+def test_exact_fp32_sdpa_frees_its_inner_graph_after_backward():
+    """The inner graph lives as long as the saved tensors and no longer (a reference cycle through it once
+    leaked ~7 MB per training step)."""
+    import gc
+    import weakref
+
+    from llmfs.model.attention import ExactFP32SDPA
+
+    q, k, v = (t.requires_grad_() for t in qkv())
+    out = ExactFP32SDPA.apply(q, k, v, None, 0.0)
+    inner_out = weakref.ref(out.grad_fn.saved_tensors[0])  # torch keeps a tensor's Python object while it lives
+    out.sum().backward()
+    del out
+    gc.collect()
+    assert inner_out() is None
+
+
+def test_activation_checkpointing_under_bf16_matmuls():
+    """Checkpointed blocks recompute the attention in backward: the same gradients as without checkpointing."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    from llmfs.model.transformer import Transformer
+
+    torch.set_float32_matmul_precision("medium")
+    cfg = _cfg(n_kv_heads=2, n_layers=2, attn_impl="sdpa")
+    ids = torch.randint(0, cfg.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0))
+    grads = []
+    for wrap in (False, True):
+        model = Transformer(cfg, generator=torch.Generator().manual_seed(0))
+        if wrap:
+            for i, layer in enumerate(model.layers):
+                model.layers[i] = checkpoint_wrapper(layer)
+        model(ids).logits.square().mean().backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
