@@ -322,13 +322,16 @@ def bench_train(
                                                         "folder and print the top operators."),
     batch: int = typer.Option(None, "--batch", help="Sequences per step for every size \\[default: each size's "
                                                     "own, e.g. gpt2 8 x 1024 tokens]."),
+    matmul_precision: str = typer.Option("highest", "--matmul-precision",
+                                         help="fp32 matmuls as run.matmul_precision: highest (exact), high (TF32 "
+                                              "on CUDA), medium (also bf16 inputs on CPUs with bf16 units)."),
     quick: bool = _QUICK, json: str = _JSON, compare: str = _COMPARE, device: str = _DEVICE,
 ) -> None:
     """Training step: tokens/s, MFU (measured and datasheet peak), memory, at a few model sizes."""
     from llmfs.bench import suites
 
     suites.train(sizes=sizes, quick=quick, amp=amp, compile=compile, profile=profile, device=device,
-                 json_path=json, compare=compare, batch=batch)
+                 json_path=json, compare=compare, batch=batch, matmul_precision=matmul_precision)
 
 
 @bench_app.command("generate")

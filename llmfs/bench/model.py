@@ -132,18 +132,32 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99))
 
 
+def llmfs_optimizer(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """What `llmfs pretrain` builds for the same hyperparameters (fused AdamW on CPU and CUDA)."""
+    from llmfs.train.optim import OptimConfig, build_optimizer
+
+    return build_optimizer(model, from_dict(OptimConfig, {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1}),
+                           device)
+
+
 class Runner:
-    """One model with its optimizer and a fixed random batch."""
+    """One model with its optimizer and a fixed random batch. A variant ending in "@medium" runs under
+    `torch.set_float32_matmul_precision("medium")` (`run.matmul_precision`; set before each of its steps, so
+    runners of both kinds interleave in one process); every other variant runs exact fp32 ("highest")."""
 
     def __init__(self, shape: Shape, variant: str, device: torch.device):
+        variant, _, precision = variant.partition("@")
+        self.precision = precision or "highest"
         self.model = build(shape, variant).to(device)
-        self.opt = make_optimizer(self.model)
+        # the baseline steps with nanoGPT's own optimizer, llmfs's stacks with llmfs's
+        self.opt = make_optimizer(self.model) if variant == "nanogpt-baseline" else llmfs_optimizer(self.model, device)
         g = torch.Generator().manual_seed(1)
         data = torch.randint(0, shape.vocab, (shape.batch, shape.block + 1), generator=g).to(device)
         self.x, self.y = data[:, :-1], data[:, 1:]
         self.device = device
 
     def train_step(self) -> None:
+        torch.set_float32_matmul_precision(self.precision)
         self.model.train()
         logits = _logits(self.model, self.x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.y.reshape(-1))
@@ -154,6 +168,7 @@ class Runner:
 
     @torch.no_grad()
     def forward(self) -> None:
+        torch.set_float32_matmul_precision(self.precision)
         self.model.eval()
         _logits(self.model, self.x)
 
@@ -231,14 +246,16 @@ def peak_memory_mib(shape: Shape, variant: str, device: torch.device, steps: int
 
 
 def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, warmup: int = 5,
-        memory: bool = True, progress=None) -> list[dict]:
+        memory: bool = True, medium: bool = False, progress=None) -> list[dict]:
     """One row per (size, variant): ms/iter and tokens/s for a train step and a forward, and memory.
-    `progress(rows)` is called with each finished size's rows."""
+    `medium` adds the sdpa stacks under matmul precision "medium". `progress(rows)` is called with each
+    finished size's rows."""
     dev = torch.device(device)
     rows = []
     for shape in sizes:
         size_rows = []
         variants = ["nanogpt-baseline"] + [f"{s}/{i}" for s in STACKS for i in ("sdpa", "manual")]
+        variants += [f"{s}/sdpa@medium" for s in STACKS] if medium else []
         runners = {v: Runner(shape, v, dev) for v in variants}
         train = interleaved_ms(runners, "train_step", rounds=rounds, chunk=chunk, warmup=warmup)
         fwd = interleaved_ms(runners, "forward", rounds=rounds, chunk=chunk, warmup=warmup)
@@ -252,6 +269,7 @@ def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, w
                          "saved_mib": saved_activation_mib(runners[v]),
                          "peak_mib": peak_memory_mib(shape, v, dev) if memory else math.nan})
         del runners
+        torch.set_float32_matmul_precision("highest")  # the runners set it per step; leave torch's default
         rows += size_rows
         if progress is not None:
             progress(size_rows)
@@ -278,11 +296,12 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--chunk", type=int, default=5, help="steps per model per round")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--medium", action="store_true", help="also the sdpa stacks with matmul_precision 'medium'")
     a = p.parse_args(argv)
     sizes = (REFERENCE,) if a.quick else SIZES
     print(f"torch {torch.__version__}, device {a.device}, threads {torch.get_num_threads()}", flush=True)
     run(sizes, device=a.device, rounds=3 if a.quick else a.rounds, chunk=a.chunk, memory=not a.no_memory,
-        progress=lambda rows: print(format_table(rows), flush=True))
+        medium=a.medium, progress=lambda rows: print(format_table(rows), flush=True))
 
 
 if __name__ == "__main__":

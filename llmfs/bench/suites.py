@@ -31,16 +31,23 @@ def _check_compare(compare: str | None, suite: str) -> None:
 
 
 def train(*, sizes=(), quick=False, amp=False, compile=False, profile=None, device=None, json_path=None,
-          compare=None, batch=None) -> dict:
+          compare=None, batch=None, matmul_precision="highest") -> dict:
     from llmfs.bench import train as suite
 
     suite.check_sizes(sizes)
     suite.check_batch(batch)
+    suite.check_matmul_precision(matmul_precision)
     _check_compare(compare, "train")
     dev = _device(device)
     sizes = list(sizes) or (["tiny"] if quick else list(suite.DEFAULT_SIZES.get(dev.type, ("tiny", "small"))))
-    result = suite.run(sizes, dev, amp=amp, compile=compile, quick=quick, batch=batch,
-                       progress=_progress("train", suite.KEYS))
+    import torch
+
+    torch.set_float32_matmul_precision(matmul_precision)  # the steps and the MFU peak alike; restored below
+    try:
+        result = suite.run(sizes, dev, amp=amp, compile=compile, quick=quick, batch=batch,
+                           progress=_progress("train", suite.KEYS))
+    finally:
+        torch.set_float32_matmul_precision("highest")
     table = None
     if profile is not None:
         prof = suite.profile(suite.size(sizes[0], batch), dev, profile)

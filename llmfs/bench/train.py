@@ -85,6 +85,11 @@ def check_sizes(sizes) -> None:
         raise LlmfsError(f"--size {unknown[0]}: not a bench train size; use one of {', '.join(SIZES)}")
 
 
+def check_matmul_precision(value: str) -> None:
+    if value not in ("highest", "high", "medium"):
+        raise LlmfsError(f"--matmul-precision {value!r}: use 'highest', 'high' or 'medium' (as run.matmul_precision)")
+
+
 def check_batch(batch: int | None) -> None:
     if batch is not None and batch < 1:
         raise LlmfsError(f"--batch {batch}: sequences per step must be at least 1")
@@ -231,6 +236,9 @@ def run(sizes, device: torch.device, *, amp: bool = False, compile: bool = False
     warmup, repeats = (1, 3) if quick else (2, 6)
     precs = precisions(device, amp)
     env = environment(device, "/".join(precs))
+    if torch.get_float32_matmul_precision() != "highest":  # --matmul-precision: fp32 rows, and their MFU peak
+        env["matmul_precision"] = torch.get_float32_matmul_precision()
+        env["dtype"] += f" (fp32 matmul precision {env['matmul_precision']})"
     datasheet = datasheet_bf16_flops(device)
     peaks = {p: measure_matmul_flops(device, MATMUL_DTYPES[p], size=512 if quick and device.type == "cpu" else None,
                                      seconds=0.2 if quick else 0.5) for p in precs}

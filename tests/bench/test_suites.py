@@ -80,12 +80,29 @@ def test_train_amp_and_profile(tmp_path, capsys):
     assert "torch.profiler" in text and top[0]["name"] in text and "Self CPU" in text
 
 
+def test_train_matmul_precision_medium(tmp_path, capsys):
+    """--matmul-precision medium: the steps and the MFU peak run under it, the header says so, torch is left
+    exact afterwards."""
+    import torch
+
+    out = tmp_path / "train.json"
+    assert main(["bench", "train", "--quick", "--device", "cpu", "--matmul-precision", "medium", "--json",
+                 str(out)]) == 0
+    data = json.loads(out.read_text())
+    check_report(data, "train")
+    assert data["env"]["matmul_precision"] == "medium" and "(fp32 matmul precision medium)" in capsys.readouterr().out
+    assert torch.get_float32_matmul_precision() == "highest"
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert main(["bench", "train", "--size", "huge"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --size huge: not a bench train size; use one of ") and err.count("\n") == 1
     assert main(["bench", "train", "--batch", "0"]) == 2
     assert capsys.readouterr().err == "error: --batch 0: sequences per step must be at least 1\n"
+    assert main(["bench", "train", "--matmul-precision", "low"]) == 2
+    assert capsys.readouterr().err == ("error: --matmul-precision 'low': use 'highest', 'high' or 'medium' (as "
+                                       "run.matmul_precision)\n")
     missing = tmp_path / "none.json"
     assert main(["bench", "attention", "--quick", "--compare", str(missing)]) == 2
     captured = capsys.readouterr()
