@@ -200,3 +200,19 @@ def test_activation_checkpointing_under_bf16_matmuls():
         grads.append([p.grad for p in model.parameters()])
     for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)
+
+
+def test_compiled_sdpa_stays_exact_under_bf16_matmuls():
+    """train.compile with matmul_precision 'medium': the compiled call keeps attention exact (the wrapper runs
+    outside the graph), forward and gradients equal to exact-mode eager sdpa."""
+    q, k, v = (t.requires_grad_() for t in qkv())
+    torch.set_float32_matmul_precision("medium")
+    out = torch.compile(lambda q, k, v: sdpa_attention(q, k, v, None, 0.0))(q, k, v)
+    out.sum().backward()
+    got = (out, q.grad, k.grad, v.grad)
+    torch.set_float32_matmul_precision("highest")
+    q2, k2, v2 = (t.detach().requires_grad_() for t in (q, k, v))
+    want = sdpa_attention(q2, k2, v2, None, 0.0)
+    want.sum().backward()
+    for a, b in zip(got, (want, q2.grad, k2.grad, v2.grad), strict=True):
+        assert torch.equal(a, b)
