@@ -27,6 +27,22 @@ def test_rope_matches_complex_reference(theta):
     torch.testing.assert_close(ours[..., :5, :], rope_complex(x, pos, theta)[..., :5, :], atol=1e-6, rtol=1e-6)
 
 
+def test_rope_gradient_matches_hf_rotate_half_form():
+    """apply_rope's in-place addcmul leaves autograd correct: the gradient of HF Llama's
+    x * cos + rotate_half(x) * sin (written out here) through the same tables."""
+    c = cfg()
+    cos, signed_sin = POSITIONS["rope"](c).rotary(torch.arange(7)[None], torch.float64)
+    sin = signed_sin[..., c.head_dim // 2:].repeat(1, 1, 1, 2)  # (sin, sin) as HF's table
+    x = torch.randn(2, 7, c.n_heads, c.head_dim, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 7, c.n_heads, c.head_dim, dtype=torch.float64)
+    ours = torch.autograd.grad((apply_rope(x, cos, signed_sin) * w).sum(), x)[0]
+    half = c.head_dim // 2
+    rotate_half = lambda t: torch.cat((-t[..., half:], t[..., :half]), dim=-1)  # noqa: E731
+    want = torch.autograd.grad(((x * cos + rotate_half(x) * sin) * w).sum(), x)[0]
+    torch.testing.assert_close(ours, want, atol=1e-12, rtol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: apply_rope(t, cos, signed_sin), (x,))
+
+
 def test_rope_scores_depend_only_on_relative_position():
     c = cfg()
     rope = POSITIONS["rope"](c)
