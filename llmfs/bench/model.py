@@ -256,20 +256,22 @@ def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, w
         size_rows = []
         variants = ["nanogpt-baseline"] + [f"{s}/{i}" for s in STACKS for i in ("sdpa", "manual")]
         variants += [f"{s}/sdpa@medium" for s in STACKS] if medium else []
-        runners = {v: Runner(shape, v, dev) for v in variants}
-        train = interleaved_ms(runners, "train_step", rounds=rounds, chunk=chunk, warmup=warmup)
-        fwd = interleaved_ms(runners, "forward", rounds=rounds, chunk=chunk, warmup=warmup)
-        tokens = shape.batch * shape.block
-        for v in variants:
-            n = sum(p.numel() for p in {id(p): p for p in runners[v].model.parameters()}.values())
-            size_rows.append({"size": shape.name, "variant": v, "params": n, "train_ms": train[v],
-                         "train_tok_s": tokens / train[v] * 1000, "fwd_ms": fwd[v],
-                         "fwd_tok_s": tokens / fwd[v] * 1000,
-                         "vs_baseline": train[v] / train["nanogpt-baseline"],
-                         "saved_mib": saved_activation_mib(runners[v]),
-                         "peak_mib": peak_memory_mib(shape, v, dev) if memory else math.nan})
+        try:
+            runners = {v: Runner(shape, v, dev) for v in variants}
+            train = interleaved_ms(runners, "train_step", rounds=rounds, chunk=chunk, warmup=warmup)
+            fwd = interleaved_ms(runners, "forward", rounds=rounds, chunk=chunk, warmup=warmup)
+            tokens = shape.batch * shape.block
+            for v in variants:
+                n = sum(p.numel() for p in {id(p): p for p in runners[v].model.parameters()}.values())
+                size_rows.append({"size": shape.name, "variant": v, "params": n, "train_ms": train[v],
+                             "train_tok_s": tokens / train[v] * 1000, "fwd_ms": fwd[v],
+                             "fwd_tok_s": tokens / fwd[v] * 1000,
+                             "vs_baseline": train[v] / train["nanogpt-baseline"],
+                             "saved_mib": saved_activation_mib(runners[v]),
+                             "peak_mib": peak_memory_mib(shape, v, dev) if memory else math.nan})
+        finally:
+            torch.set_float32_matmul_precision("highest")  # the runners set it per step; leave torch's default
         del runners
-        torch.set_float32_matmul_precision("highest")  # the runners set it per step; leave torch's default
         rows += size_rows
         if progress is not None:
             progress(size_rows)

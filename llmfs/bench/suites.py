@@ -42,17 +42,17 @@ def train(*, sizes=(), quick=False, amp=False, compile=False, profile=None, devi
     sizes = list(sizes) or (["tiny"] if quick else list(suite.DEFAULT_SIZES.get(dev.type, ("tiny", "small"))))
     import torch
 
-    torch.set_float32_matmul_precision(matmul_precision)  # the steps and the MFU peak alike; restored below
+    torch.set_float32_matmul_precision(matmul_precision)  # the steps, the profile and the MFU peak; restored below
     try:
         result = suite.run(sizes, dev, amp=amp, compile=compile, quick=quick, batch=batch,
                            progress=_progress("train", suite.KEYS))
+        table = None
+        if profile is not None:
+            prof = suite.profile(suite.size(sizes[0], batch), dev, profile)
+            table = prof.pop("table")
+            result["profile"] = prof
     finally:
         torch.set_float32_matmul_precision("highest")
-    table = None
-    if profile is not None:
-        prof = suite.profile(suite.size(sizes[0], batch), dev, profile)
-        table = prof.pop("table")
-        result["profile"] = prof
     result = rep.finish(result, suite.COLUMNS, suite.METRICS, json_path=json_path, compare_path=compare)
     if table is not None:
         print(f"torch.profiler: {prof['steps']} training steps of size {sizes[0]}; trace: "

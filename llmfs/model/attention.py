@@ -81,8 +81,9 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
 def cpu_matmuls_in_bf16(x: torch.Tensor) -> bool:
     """True when fp32 matmuls on x run with bf16 inputs: a CPU fp32 tensor under `torch.set_float32_matmul_
     precision("medium")` (`run.matmul_precision`) on a CPU with bf16 hardware (oneDNN's "bf32" mode)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32
-            and torch.backends.mkldnn.matmul.fp32_precision == "bf16")
+    # torch.get_float32_matmul_precision, not the mkldnn flag: dynamo traces the former (and recompiles when it
+    # changes) but breaks the graph on the latter, which cost a break per layer in every compiled CPU model
+    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_float32_matmul_precision() == "medium"
 
 
 @contextlib.contextmanager

@@ -216,3 +216,10 @@ def test_compiled_sdpa_stays_exact_under_bf16_matmuls():
     want.sum().backward()
     for a, b in zip(got, (want, q2.grad, k2.grad, v2.grad), strict=True):
         assert torch.equal(a, b)
+
+
+def test_compiled_sdpa_has_no_graph_break_in_exact_mode():
+    """Checking the matmul mode must not break a compiled graph (it once did, in every layer, on CPU)."""
+    q, k, v = qkv()
+    explained = torch._dynamo.explain(lambda q, k, v: sdpa_attention(q, k, v, None, 0.0))(q, k, v)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
