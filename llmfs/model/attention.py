@@ -8,7 +8,7 @@ Kernels (`ATTENTION_IMPLS`), both `(q (B, H, Tq, D), k, v (B, Hkv, Tk, D), mask,
   which lets CUDA pick the flash kernel; an explicit boolean mask is passed only when a window, sinks, segments
   or a cache's prefill need one.
 On CPU, `sdpa` always runs its matmuls in exact fp32, also when `run.matmul_precision = "medium"` lets every other
-fp32 matmul use bf16 inputs (`exact_fp32_sdpa`): torch's CPU flash-attention kernel is ~10x slower in that mode.
+fp32 matmul use bf16 inputs (`ExactFP32SDPA`): torch's CPU flash-attention kernel is ~10x slower in that mode.
 `mask` is None or a bool tensor (B|1, 1, Tq, Tk), True = may attend. None means plain causal attention: with
 Tq == Tk the usual lower triangle, and with a single query (Tq == 1, a decode step) every key, which is the
 causal mask aligned to the query's position at the end (no mask tensor to build or apply per step).
@@ -79,8 +79,8 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
 
 
 def cpu_matmuls_in_bf16(x: torch.Tensor) -> bool:
-    """True when fp32 matmuls on x run with bf16 inputs: a CPU fp32 tensor under `torch.set_float32_matmul_
-    precision("medium")` (`run.matmul_precision`) on a CPU with bf16 hardware (oneDNN's "bf32" mode)."""
+    """True when fp32 matmuls on x may run with bf16 inputs: a CPU fp32 tensor under `torch.set_float32_matmul_
+    precision("medium")` (`run.matmul_precision`; oneDNN's "bf32" mode, which only CPUs with bf16 units act on)."""
     # torch.get_float32_matmul_precision, not the mkldnn flag: dynamo traces the former (and recompiles when it
     # changes) but breaks the graph on the latter, which cost a break per layer in every compiled CPU model
     return x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_float32_matmul_precision() == "medium"
