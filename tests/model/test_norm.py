@@ -88,3 +88,19 @@ def test_rmsnorm_without_a_graph_gives_the_same_bits_as_with_one(dtype):
         assert torch.equal(norm(x), graph.detach())
     with torch.inference_mode():
         assert torch.equal(norm(x), graph.detach())
+
+
+@pytest.mark.parametrize("shape", [(7, 16), (2, 3, 4, 16)])
+def test_rmsnorm_backward_with_a_frozen_weight_and_other_leading_dims(shape):
+    # the hand-written backward flattens the leading dims into rows and skips dL/dw when w needs no gradient
+    g = torch.Generator().manual_seed(6)
+    norm = RMSNorm(16, 1e-5, False)
+    _randomise(norm, g)
+    norm.weight.requires_grad_(False)
+    x = torch.randn(shape, generator=g, requires_grad=True)
+    gy = torch.randn(shape, generator=g)
+    norm(x).backward(gy)
+    x2 = x.detach().clone().requires_grad_(True)
+    (x2 * torch.rsqrt(x2.square().mean(-1, keepdim=True) + 1e-5) * norm.weight).backward(gy)
+    assert norm.weight.grad is None
+    torch.testing.assert_close(x.grad, x2.grad)
