@@ -83,6 +83,9 @@ class Runtime:
     dist: DistEnv
     seed: int
     matmul_precision: str = "highest"  # as set by `setup` (torch.set_float32_matmul_precision)
+    # The process-wide torch settings `setup` found, which `teardown` puts back: (matmul precision, deterministic
+    # algorithms, deterministic warn-only), or None when this Runtime was not built by `setup`.
+    restore: tuple[str, bool, bool] | None = None
 
     @property
     def autocast_dtype(self) -> "torch.dtype | None":  # noqa: F821
@@ -187,6 +190,10 @@ def setup(cfg: RunConfig, *, device: str | None = None, precision: str | None = 
     prec = resolve_precision(precision or cfg.precision, dev)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    # Both settings below are process-wide: keep what was there so teardown can put it back (a Python user
+    # running several stages in one process gets each stage's own [run], not the previous stage's).
+    restore = (torch.get_float32_matmul_precision(), torch.are_deterministic_algorithms_enabled(),
+               torch.is_deterministic_algorithms_warn_only_enabled())
     # TF32 on Ampere+ (~8x fp32 speed) for high / medium; bf16-input matmuls on CPUs with bf16 units for medium
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     if cfg.deterministic:
@@ -197,12 +204,18 @@ def setup(cfg: RunConfig, *, device: str | None = None, precision: str | None = 
         torch.distributed.init_process_group(backend=backend, rank=dist.rank, world_size=dist.world_size,
                                              device_id=dev if dev.type == "cuda" else None)
     seed_everything(cfg.seed)
-    return Runtime(device=dev, precision=prec, dist=dist, seed=cfg.seed, matmul_precision=cfg.matmul_precision)
+    return Runtime(device=dev, precision=prec, dist=dist, seed=cfg.seed, matmul_precision=cfg.matmul_precision,
+                   restore=restore)
 
 
 def teardown(rt: Runtime) -> None:
-    """Leave the process group (if this run joined one)."""
+    """Leave the process group (if this run joined one) and put back the process-wide settings `setup` changed."""
     import torch
+
+    if rt.restore is not None:
+        matmul_precision, deterministic, warn_only = rt.restore
+        torch.set_float32_matmul_precision(matmul_precision)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
     if rt.dist.world_size > 1 and torch.distributed.is_initialized():
         if torch.distributed.get_backend() == "gloo":

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from llmfs.errors import LlmfsError
-from llmfs.runtime import DistEnv, RunConfig, dist_env, resolve_device, resolve_precision, setup
+from llmfs.runtime import DistEnv, RunConfig, dist_env, resolve_device, resolve_precision, setup, teardown
 
 
 def test_auto_on_cpu_is_fp32_and_setup_describes_itself(monkeypatch):
@@ -67,6 +67,23 @@ def test_matmul_precision_sets_torch_and_is_described():
         torch.testing.assert_close(medium, exact, atol=1e-4, rtol=1e-4)
     else:
         assert "no bf16 hardware" in rt.describe()
+
+
+def test_teardown_puts_back_the_process_wide_settings_setup_changed():
+    # a Python user running pretrain then sft in one process must get sft's [run], not pretrain's leftovers
+    torch.set_float32_matmul_precision("highest")
+    assert not torch.are_deterministic_algorithms_enabled()
+    rt = setup(RunConfig(device="cpu", matmul_precision="medium", deterministic=True))
+    assert torch.get_float32_matmul_precision() == "medium" and torch.are_deterministic_algorithms_enabled()
+    teardown(rt)
+    assert torch.get_float32_matmul_precision() == "highest" and not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        teardown(setup(RunConfig(device="cpu", matmul_precision="high")))
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 def test_matmul_precision_value_is_checked_at_load():
