@@ -132,8 +132,13 @@ class ExactFP32SDPA(torch.autograd.Function):
         return y.detach()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gy: torch.Tensor):
+        if torch.is_grad_enabled():  # create_graph=True: a gradient of this gradient was asked for
+            # once_differentiable would only raise when gy itself needs a gradient and otherwise drop the second-
+            # order term silently; sdpa's CPU kernel has no double backward in exact mode either (torch raises
+            # "derivative for ..._flash_attention_for_cpu_backward is not implemented"), so say so here, now.
+            raise RuntimeError("double backward (create_graph=True) through sdpa attention is not supported on "
+                               "CPU; use model.attn_impl = 'manual' for higher-order gradients")
         y, *inner = ctx.saved_tensors
         wanted = [t for t in inner if t.requires_grad]
         with exact_fp32_matmuls():

@@ -164,6 +164,22 @@ def test_exact_fp32_sdpa_gradcheck_and_partial_grads():
         out.sum().backward()
 
 
+def test_double_backward_through_sdpa_under_bf16_matmuls_is_refused_not_wrong():
+    # y.sum() gives a constant upstream gradient: once_differentiable would have returned a first gradient that
+    # needs no gradient, so a penalty on it would silently lose the second-order term
+    q, k, v = (t.requires_grad_() for t in qkv(B=1))
+    torch.set_float32_matmul_precision("medium")  # the conftest fixture puts "highest" back
+    with pytest.raises(RuntimeError, match="double backward .*attn_impl = 'manual'"):
+        torch.autograd.grad(sdpa_attention(q, k, v, None, 0.0).sum(), q, create_graph=True)
+    # the suggested path is twice differentiable (compared in exact fp32: manual's matmuls follow the mode)
+    torch.set_float32_matmul_precision("highest")
+    g, = torch.autograd.grad(manual_attention(q, k, v, None, 0.0).square().sum(), q, create_graph=True)
+    g.square().sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0
+    want = torch.autograd.grad(sdpa_attention(q, k, v, None, 0.0).square().sum(), q)[0]
+    torch.testing.assert_close(g.detach(), want)
+
+
 def test_exact_fp32_sdpa_frees_its_inner_graph_after_backward():
     """The inner graph lives as long as the saved tensors and no longer (a reference cycle through it once
     leaked ~7 MB per training step)."""
