@@ -104,3 +104,26 @@ def test_rmsnorm_backward_with_a_frozen_weight_and_other_leading_dims(shape):
     (x2 * torch.rsqrt(x2.square().mean(-1, keepdim=True) + 1e-5) * norm.weight).backward(gy)
     assert norm.weight.grad is None
     torch.testing.assert_close(x.grad, x2.grad)
+
+
+@pytest.mark.parametrize("kind", sorted(NORMS))
+def test_norm_gradients_do_not_depend_on_the_matmul_precision(kind):
+    # run.matmul_precision = "medium" lets fp32 matmuls take bf16 inputs (CPUs with bf16 units); a norm's
+    # reductions must not be written as matmuls (a mat-vec for dL/dw once was: dL/dw off by 0.2 under "medium")
+    g = torch.Generator().manual_seed(7)
+    norm = build_norm(kind, 128, 1e-5, False)
+    _randomise(norm, g)
+    x = torch.randn(12, 64, 128, generator=g)
+    gy = torch.randn(12, 64, 128, generator=g)
+
+    def grads():
+        xi = x.clone().requires_grad_(True)
+        norm.weight.grad = None
+        norm(xi).backward(gy)
+        return xi.grad, norm.weight.grad
+
+    torch.set_float32_matmul_precision("highest")
+    exact = grads()
+    torch.set_float32_matmul_precision("medium")  # the conftest fixture puts "highest" back
+    for got, want in zip(grads(), exact, strict=True):
+        assert torch.equal(got, want)
