@@ -11,7 +11,9 @@ nanoGPT's model.py (fused c_attn, flash sdpa with is_causal, GELU MLP, LayerNorm
 so llmfs and the baseline are measured in the same process under the same load.
 
 Timing interleaves the models: each round runs `chunk` steps of every model in turn, and the reported time
-is the best round's, so a burst of load from other processes cannot land on one model only.
+is the best round's, so a burst of load from other processes cannot land on one model only. Beside the ratio of
+best rounds, each model's time over the baseline's is also taken round by round (median and quartiles): on a
+shared VM whose speed drifts from minute to minute, that spread says how far a ratio can be trusted.
 Memory, two ways: "saved activations" = bytes autograd keeps for backward in one training forward
 (saved-tensor hooks; exact, load-independent). "Peak": on CUDA `torch.cuda.max_memory_allocated`; on CPU the
 growth of max RSS while a fresh subprocess builds and trains that one model (torch keeps no CPU allocator
@@ -25,6 +27,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import statistics
 import time
 
 import torch
@@ -178,8 +181,8 @@ class Runner:
 
 
 def interleaved_ms(runners: dict[str, Runner], step: str, *, rounds: int, chunk: int, warmup: int) -> dict:
-    """Best round's ms per step, the models taking turns chunk by chunk. The minimum, not the mean, as
-    `timeit` advises: other processes only ever add time, so the fastest round is the least disturbed."""
+    """Per-round ms per step of each model, the models taking turns chunk by chunk (so a burst of load from other
+    processes lands on neighbouring rounds of every model, not on one model's whole measurement)."""
     for r in runners.values():
         for _ in range(warmup):
             getattr(r, step)()
@@ -192,7 +195,18 @@ def interleaved_ms(runners: dict[str, Runner], step: str, *, rounds: int, chunk:
                 getattr(r, step)()
             r.sync()
             times[name].append((time.perf_counter() - t0) * 1000 / chunk)
-    return {name: min(t) for name, t in times.items()}
+    return times
+
+
+def paired_ratios(times: list[float], baseline: list[float]) -> dict:
+    """A model's time over the baseline's, round by round (same rounds, neighbouring in time): the median and
+    the quartiles. On a shared machine whose speed drifts between minutes, the ratio of the two best rounds can
+    pair a quiet minute of one model with a busy minute of the other; the per-round ratios show the spread."""
+    ratios = sorted(t / b for t, b in zip(times, baseline, strict=True))
+    if len(ratios) < 2:
+        return {"ratio_median": ratios[0], "ratio_q1": ratios[0], "ratio_q3": ratios[0]}
+    q1, q2, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return {"ratio_median": q2, "ratio_q1": q1, "ratio_q3": q3}
 
 
 def saved_activation_mib(runner: Runner) -> float:
@@ -258,8 +272,11 @@ def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, w
         variants += [f"{s}/sdpa@medium" for s in STACKS] if medium else []
         try:
             runners = {v: Runner(shape, v, dev) for v in variants}
-            train = interleaved_ms(runners, "train_step", rounds=rounds, chunk=chunk, warmup=warmup)
-            fwd = interleaved_ms(runners, "forward", rounds=rounds, chunk=chunk, warmup=warmup)
+            train_rounds = interleaved_ms(runners, "train_step", rounds=rounds, chunk=chunk, warmup=warmup)
+            fwd_rounds = interleaved_ms(runners, "forward", rounds=rounds, chunk=chunk, warmup=warmup)
+            # the best round is the figure (`timeit`'s advice: other processes only ever add time)
+            train = {v: min(t) for v, t in train_rounds.items()}
+            fwd = {v: min(t) for v, t in fwd_rounds.items()}
             tokens = shape.batch * shape.block
             for v in variants:
                 n = sum(p.numel() for p in {id(p): p for p in runners[v].model.parameters()}.values())
@@ -267,6 +284,7 @@ def run(sizes=SIZES, *, device: str = "cpu", rounds: int = 5, chunk: int = 10, w
                              "train_tok_s": tokens / train[v] * 1000, "fwd_ms": fwd[v],
                              "fwd_tok_s": tokens / fwd[v] * 1000,
                              "vs_baseline": train[v] / train["nanogpt-baseline"],
+                             **paired_ratios(train_rounds[v], train_rounds["nanogpt-baseline"]),
                              "saved_mib": saved_activation_mib(runners[v]),
                              "peak_mib": peak_memory_mib(shape, v, dev) if memory else math.nan})
         finally:
@@ -283,6 +301,8 @@ COLUMNS = (
     rep.Column("train_ms", "train ms/iter", ".1f"), rep.Column("train_tok_s", "train tok/s", ",.0f"),
     rep.Column("fwd_ms", "fwd ms", ".1f"), rep.Column("fwd_tok_s", "fwd tok/s", ",.0f"),
     rep.Column("vs_baseline", "train time vs baseline", lambda r: f"{r['vs_baseline']:.2f}x"),
+    rep.Column("ratio_median", "per round: median (quartiles)",
+               lambda r: f"{r['ratio_median']:.2f}x ({r['ratio_q1']:.2f}-{r['ratio_q3']:.2f})"),
     rep.Column("saved_mib", "saved activations MiB", ".1f"), rep.Column("peak_mib", "peak MiB", ".0f"),
 )
 
@@ -294,15 +314,16 @@ def format_table(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--quick", action="store_true", help="reference shape only, 3 rounds")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="reference shape only, 3 rounds unless --rounds")
+    p.add_argument("--rounds", type=int, default=None, help="rounds of every model in turn [default: 5]")
     p.add_argument("--chunk", type=int, default=5, help="steps per model per round")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--medium", action="store_true", help="also the sdpa stacks with matmul_precision 'medium'")
     a = p.parse_args(argv)
     sizes = (REFERENCE,) if a.quick else SIZES
     print(f"torch {torch.__version__}, device {a.device}, threads {torch.get_num_threads()}", flush=True)
-    run(sizes, device=a.device, rounds=3 if a.quick else a.rounds, chunk=a.chunk, memory=not a.no_memory,
+    rounds = a.rounds if a.rounds is not None else 3 if a.quick else 5
+    run(sizes, device=a.device, rounds=rounds, chunk=a.chunk, memory=not a.no_memory,
         medium=a.medium, progress=lambda rows: print(format_table(rows), flush=True))
 
 
