@@ -190,8 +190,9 @@ def setup(cfg: RunConfig, *, device: str | None = None, precision: str | None = 
     prec = resolve_precision(precision or cfg.precision, dev)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    # Both settings below are process-wide: keep what was there so teardown can put it back (a Python user
-    # running several stages in one process gets each stage's own [run], not the previous stage's).
+    # Both settings below are process-wide: keep what was there so teardown can put it back (a Python user who
+    # calls a stage from a notebook or script gets their own settings back afterwards; the next stage's setup
+    # sets its own [run] either way).
     restore = (torch.get_float32_matmul_precision(), torch.are_deterministic_algorithms_enabled(),
                torch.is_deterministic_algorithms_warn_only_enabled())
     # TF32 on Ampere+ (~8x fp32 speed) for high / medium; bf16-input matmuls on CPUs with bf16 units for medium

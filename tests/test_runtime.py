@@ -70,7 +70,7 @@ def test_matmul_precision_sets_torch_and_is_described():
 
 
 def test_teardown_puts_back_the_process_wide_settings_setup_changed():
-    # a Python user running pretrain then sft in one process must get sft's [run], not pretrain's leftovers
+    # a Python user who runs a stage from a script or notebook gets their own process-wide settings back
     torch.set_float32_matmul_precision("highest")
     assert not torch.are_deterministic_algorithms_enabled()
     rt = setup(RunConfig(device="cpu", matmul_precision="medium", deterministic=True))
