@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import signal
 import sys
 import time
@@ -57,7 +58,22 @@ def check_run_dir(run_dir: Path, recipe_text: str, resume: bool, force: bool) ->
         changed = changed_keys(old, recipe_text)
         raise LlmfsError(f"{run_dir} holds a run with a different recipe (changed: {', '.join(changed) or '?'}); "
                          "set another run.name, or pass --force to continue it with the new recipe")
-    return ck.resolve(run_dir)
+    return newest_checkpoint(run_dir)
+
+
+def newest_checkpoint(run_dir: Path) -> Path:
+    """`final/` or the step checkpoint `latest` names, whichever has trained further. Not `ck.resolve`, which
+    prefers `final/` (the finished model, what generate / sft read): a finished run continued with more steps and
+    then interrupted holds an old `final/` and a newer `latest`, and must resume from the newer one."""
+    candidates = [run_dir / "final"] if (run_dir / "final" / ck.CONFIG_FILE).is_file() else []
+    if (run_dir / "latest").is_file():
+        candidates.append(run_dir / (run_dir / "latest").read_text(encoding="utf-8").strip())
+
+    def trained_steps(path: Path) -> int:  # -1 without resume state; ties keep final/ (listed first)
+        state = path / ck.TRAINER_FILE
+        return json.loads(state.read_text(encoding="utf-8"))["step"] if state.is_file() else -1
+
+    return max(candidates, key=trained_steps)
 
 
 def changed_keys(old: str, new: str) -> list[str]:

@@ -151,6 +151,30 @@ def test_finished_run_without_step_checkpoints_continues_from_final(tmp_path):
     assert [r["loss"] for r in records(final.parent)] == [r["loss"] for r in records(whole.parent)]
 
 
+def test_extended_run_interrupted_resumes_from_its_newest_checkpoint(tmp_path):
+    """A finished run (final/ at step 4) continued to 10 steps and killed after its step-8 checkpoint holds an old
+    final/ and a newer `latest`: the next attempt resumes from step 8, not from the old final/ (which would redo
+    steps 5-8), and the history ends as one 10-step run's."""
+    import shutil
+
+    from llmfs.train.loop import check_run_dir
+
+    steps = ("schedule.name=\"constant\"", "schedule.warmup_steps=0", "log.every=1")
+    first = run(tiny(tmp_path / "a", "train.max_steps=4", "train.save_every=0", *steps), quiet=True)
+    shutil.copytree(first, tmp_path / "final-at-4")
+    longer = tiny(tmp_path / "a", "train.max_steps=10", "train.save_every=4", *steps)
+    final = run(longer, force=True, quiet=True)
+    shutil.rmtree(final)  # killed after step 9, before the final save: final/ is still step 4's
+    shutil.copytree(tmp_path / "final-at-4", final)
+    assert (final.parent / "latest").read_text().strip() == "step-000008"
+    recipe_text = (final.parent / "recipe.toml").read_text()
+    assert check_run_dir(final.parent, recipe_text, resume=False, force=False) == final.parent / "step-000008"
+    again = run(longer, quiet=True)
+    whole = run(tiny(tmp_path / "b", "train.max_steps=10", "train.save_every=4", *steps), quiet=True)
+    assert [r["step"] for r in records(again.parent)] == list(range(1, 11))
+    assert [r["loss"] for r in records(again.parent)] == [r["loss"] for r in records(whole.parent)]
+
+
 def test_rerunning_the_command_resumes_and_the_metrics_are_one_history(tmp_path):
     """The same command after an interruption continues from the last checkpoint without --resume, and
     metrics.jsonl ends as one run's history: what the interrupted attempt logged after its checkpoint is
