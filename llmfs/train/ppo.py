@@ -139,7 +139,8 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
                                                     resume_from=resume_from, read_state=read_state)
     kl_ctl = AdaptiveKL(p.kl_coef, p.kl_target or None, p.kl_horizon)
     stats = RunningStats()
-    if rm_ckpt is not None and "reward_mean" in rm_ckpt.extra:  # the reward model's held-out statistics
+    # the reward model's held-out statistics (null in a checkpoint saved before any evaluation: start empty)
+    if rm_ckpt is not None and rm_ckpt.extra.get("reward_mean") is not None:
         stats = RunningStats(float(rm_ckpt.extra["reward_mean"]), float(rm_ckpt.extra["reward_std"]) ** 2, 100.0)
     if resume_from is not None:  # the coefficient and the running statistics continue where the run stopped
         saved = ck.open_checkpoint(resume_from).extra

@@ -211,6 +211,10 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
         return loss, out
 
     last_eval: dict = {}  # {"step", "metrics"} of the latest evaluation, for the checkpoint's extra
+    if resume_from is not None:  # carried over, so step checkpoints saved before the next evaluation keep them
+        saved = ck.open_checkpoint(resume_from).extra
+        if saved.get("eval"):
+            last_eval.update(step=saved.get("eval_step"), metrics=dict(saved["eval"]))
 
     @torch.no_grad()
     def evaluate(step: int) -> dict:

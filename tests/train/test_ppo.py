@@ -151,7 +151,7 @@ def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
     assert "ppo.value_model" in capsys.readouterr().err
 
 
-def make_reward_ckpt(path: Path, tokenizer) -> Path:
+def make_reward_ckpt(path: Path, tokenizer, mean: float | None = 0.5, std: float | None = 2.0) -> Path:
     import dataclasses
 
     from llmfs.align.reward import RewardModel
@@ -164,7 +164,7 @@ def make_reward_ckpt(path: Path, tokenizer) -> Path:
     rm = RewardModel(cfg, backbone=Transformer(cfg, generator=torch.Generator().manual_seed(1)),
                      generator=torch.Generator().manual_seed(2))
     return ck.save(path / "rm", kind="reward", model_config=dataclasses.asdict(cfg), state_dict=rm.state_dict(),
-                   tokenizer_json=path / "tok" / "tokenizer.json", extra={"reward_mean": 0.5, "reward_std": 2.0})
+                   tokenizer_json=path / "tok" / "tokenizer.json", extra={"reward_mean": mean, "reward_std": std})
 
 
 def test_reward_model_scores_and_normalises_the_rollouts(tmp_path, base):
@@ -188,6 +188,15 @@ def test_reward_model_scores_and_normalises_the_rollouts(tmp_path, base):
     value = load_file(str(final / "value.safetensors"))
     assert not any(k.startswith("value_backbone.layers.1.") for k in value)  # the reward model's 1 layer, not 2
     assert not torch.equal(value["value_head.score.weight"], load_file(str(rm / ck.MODEL_FILE))["head.score.weight"])
+
+
+def test_a_reward_model_saved_before_any_evaluation_has_no_statistics_to_start_from(tmp_path, base):
+    """A reward step checkpoint written before its first evaluation stores reward_mean / reward_std = null: PPO
+    starts its running statistics empty instead of failing on float(None)."""
+    rm = make_reward_ckpt(tmp_path / "r", with_chat_tokens(ByteTokenizer()), mean=None, std=None)
+    final = run(recipe(tmp_path, base, f'reward_model="{rm}"', "train.max_steps=1", "train.save_every=0"),
+                quiet=True)
+    assert ck.open_checkpoint(final).extra["reward_stats"]["count"] == 16  # this step's replies only
 
 
 def test_a_reward_model_with_another_tokenizer_is_refused(tmp_path, base, capsys):

@@ -145,6 +145,28 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path, base):
     assert_resume_is_exact(p, common, tmp_path / "resumed")
 
 
+def test_a_resumed_run_keeps_the_held_out_statistics_in_its_step_checkpoints(tmp_path, base):
+    """Resumed at step 8 (evaluated there), the step-12 checkpoint saved before the next evaluation still holds
+    step 8's reward_mean / reward_std, as in the uninterrupted run: PPO normalises rewards with them (a null there
+    used to crash PPO). A checkpoint saved before any evaluation holds nulls, and PPO reads it without them."""
+    p = recipe_file(tmp_path, base)
+    common = ["train.max_steps=16", "train.eval_every=8", "train.save_every=4", "train.keep_last=4",
+              "eval.baseline=false"]
+    full = run(load_recipe(p, RewardRecipe, common), quiet=True)
+    src, dst = full.parent, tmp_path / "resumed" / "reward"
+    dst.mkdir(parents=True)
+    for name in ("recipe.toml", "tokenizer", "step-000008"):
+        (shutil.copytree if (src / name).is_dir() else shutil.copyfile)(src / name, dst / name)
+    (dst / "latest").write_text("step-000008\n")
+    run(load_recipe(p, RewardRecipe, [*common, f'run.out_dir="{tmp_path / "resumed"}"']), resume=True, force=True,
+        quiet=True)
+    a, b = ck.open_checkpoint(src / "step-000012").extra, ck.open_checkpoint(dst / "step-000012").extra
+    assert a["reward_mean"] is not None and a["eval_step"] == 8
+    assert (b["reward_mean"], b["reward_std"], b["eval_step"]) == (a["reward_mean"], a["reward_std"], 8)
+    early = ck.open_checkpoint(src / "step-000004").extra
+    assert early["reward_mean"] is None and early["eval"] == {}
+
+
 def test_lm_coef_keeps_the_backbone_predicting_the_chosen_replies(tmp_path, base):
     """reward.lm_coef: the backbone, read through its (tied) lm_head, learns the chosen replies: their next-token
     loss falls well below the run without it. On an untied parent a frozen copy of its lm_head is used and not
