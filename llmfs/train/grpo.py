@@ -146,7 +146,7 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
                                                                    mask)))
         return aggregate(per_token, mask, g.max_new_tokens), out
 
-    def update(step: int):
+    def update(step: int, scaler):
         idx = batch_indices(step, recipe.data.prompts_per_step, len(train_prompts), recipe.run.seed)
         prompts = [train_prompts[i] for i in idx for _ in range(g.group_size)]  # groups are consecutive
         examples = [train_records[i] for i in idx for _ in range(g.group_size)]
@@ -175,7 +175,8 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
         t1 = time.perf_counter()
         last, finite, passes = minibatch_passes(trained, optimizer, (ro.sequences, ro.mask, adv, old_logp, ref_logp),
                                         loss_fn, epochs=g.epochs, minibatch_size=g.minibatch_size,
-                                        generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip)
+                                        generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip,
+                                        scaler=scaler)
         t_optimise = time.perf_counter() - t1
         n = len(prompts)
         seq_tokens = int((ro.sequences != pad).sum())  # prompt and reply tokens each update pass reads

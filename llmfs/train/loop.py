@@ -153,6 +153,9 @@ class Progress:
     step: int = 0
     tokens_seen: int = 0
     skips: int = 0
+    # fp16's GradScaler (its scale and growth counter, plain numbers): a resumed run continues with the scale the
+    # interrupted one had reached, not the initial 2^16 (which would skip steps the uninterrupted run did not)
+    grad_scaler: dict | None = None
 
 
 def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, optim, resume_from: Path | None,
@@ -181,7 +184,8 @@ def prepare_training(model: torch.nn.Module, rt: Runtime, *, parallel: str, opti
     progress = Progress()
     if ckpt is not None:
         D.load_full_state(trained, optimizer, weights, dict(state.optimizer))
-        progress = Progress(step, state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0))
+        progress = Progress(step, state.trainer.get("tokens_seen", 0), state.trainer.get("skips", 0),
+                            state.trainer.get("grad_scaler"))
     return trained, optimizer, progress
 
 
@@ -202,7 +206,8 @@ def save_checkpoint(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         return None
     resume = ck.ResumeState(optimizer=opt_state, trainer={
         "step": step, "tokens_seen": progress.tokens_seen, "skips": progress.skips, "seed": seed,
-        "recipe_sha256": sha256_text(recipe_text)})
+        "recipe_sha256": sha256_text(recipe_text),
+        **({"grad_scaler": progress.grad_scaler} if progress.grad_scaler is not None else {})})
     side = None
     if split_state is not None:
         state, side = split_state(state)
@@ -234,7 +239,8 @@ class Stage:
     batches: Callable[[int], tuple[list[tuple[torch.Tensor, ...]], int]] | None = None  # step -> (micro, tokens)
     loss_fn: Callable | None = None  # (model, *tensors) -> (loss, output), see train_step
     # An RL stage gives its own step instead (rollout, then several optimizer updates):
-    update: Callable[[int], tuple[StepResult, int, dict]] | None = None  # step -> (result, tokens, metrics)
+    # (step, fp16's GradScaler or None) -> (result, tokens, metrics)
+    update: Callable[[int, torch.amp.GradScaler | None], tuple[StepResult, int, dict]] | None = None
     flops_per_token: float = 0.0
     compile: bool = False  # torch.compile loss_fn: the model's forward and the loss in one graph
 
@@ -260,6 +266,8 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
     """Run steps progress.step .. cadence.total; return the final checkpoint (or the last one saved when a
     stop signal came)."""
     scaler = rt.grad_scaler()
+    if scaler is not None and progress.grad_scaler is not None:
+        scaler.load_state_dict(progress.grad_scaler)
     stop = Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     from llmfs.train import distributed as D
@@ -283,7 +291,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
             set_lr(optimizer, lr)
             extra: dict = {}
             if stage.update is not None:
-                result, n_tokens, extra = stage.update(step)
+                result, n_tokens, extra = stage.update(step, scaler)
             else:
                 micro, n_tokens = stage.batches(step)
                 result = train_step(trained, optimizer, micro, loss_fn, autocast=rt.autocast,
@@ -298,6 +306,8 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                                      "or allow skips with train.max_skips")
             progress.tokens_seen += n_tokens
             tokens_since += n_tokens
+            if scaler is not None:
+                progress.grad_scaler = scaler.state_dict()  # what a checkpoint of this step resumes with
             done = progress.step = step + 1
             metrics.advance(done)
             if done % cadence.log_every == 0 or done == total:

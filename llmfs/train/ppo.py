@@ -204,7 +204,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
             float(masked_mean((torch.exp(logp - old_logp) - 1).abs().detach(), mask)))
         return masked_mean(pl.per_token, mask) + p.vf_coef * vf - p.entropy_coef * ent, out
 
-    def update(step: int):
+    def update(step: int, scaler):
         idx = batch_indices(step, recipe.data.prompts_per_step, len(train_prompts), recipe.run.seed)
         prompts, records = [train_prompts[i] for i in idx], [train_records[i] for i in idx]
         gen = torch.Generator(rt.device).manual_seed(hash((recipe.run.seed, step, 1)) % 2**63)
@@ -228,7 +228,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         last_result, finite, epochs = minibatch_passes(
             trained, optimizer, (ro.sequences, mask, adv, returns, old_logp, old_values), loss_fn, epochs=p.epochs,
             minibatch_size=p.minibatch_size, generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip,
-            stop_after_epoch=too_far)
+            scaler=scaler, stop_after_epoch=too_far)
         kl_per_reply = float(kl.sum(1).mean())
         beta = kl_ctl.beta
         kl_ctl.update(kl_per_reply, len(prompts))

@@ -143,9 +143,9 @@ def evaluate_answers(model: torch.nn.Module, tokenizer, held_out: list, *, max_n
 
 def minibatch_passes(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, tensors: tuple, loss_fn, *,
                      epochs: int, minibatch_size: int, generator: torch.Generator, rt, grad_clip: float,
-                     stop_after_epoch=None):
+                     scaler: torch.amp.GradScaler | None = None, stop_after_epoch=None):
     """`epochs` passes over the rollout rows in a fresh shuffled order each, one optimizer update per minibatch
-    (`train_step`: clipping and the non-finite guard); `tensors` are row-aligned. `stop_after_epoch()` is asked
+    (`train_step`: clipping, the non-finite guard, fp16's loss scaling); `tensors` are row-aligned. `stop_after_epoch()` is asked
     after each pass (PPO's early stop on approximate KL). Returns (the StepResult of the last update, whether
     every update was finite, passes made)."""
     from llmfs.train.step import train_step
@@ -157,7 +157,7 @@ def minibatch_passes(trained: torch.nn.Module, optimizer: torch.optim.Optimizer,
         for k in range(0, n, minibatch_size):
             mb = order[k:k + minibatch_size].to(tensors[0].device)
             last = train_step(trained, optimizer, [tuple(t[mb] for t in tensors)], loss_fn, autocast=rt.autocast,
-                              grad_clip=grad_clip)
+                              grad_clip=grad_clip, scaler=scaler)
             finite = finite and last.finite
         done += 1
         if stop_after_epoch is not None and stop_after_epoch():

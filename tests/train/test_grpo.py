@@ -147,6 +147,19 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path, base, full_run):
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
 
 
+def test_fp16_loss_scaling_reaches_the_rl_updates(tmp_path, base, monkeypatch):
+    """Under fp16 (CUDA) every minibatch update goes through the run's GradScaler, as in pretraining; a CPU one
+    here, growing its scale after every finite update: 2 steps x 2 epochs x 4 minibatches = 16 growths, saved
+    for resume."""
+    from llmfs.runtime import Runtime
+
+    monkeypatch.setattr(Runtime, "grad_scaler", lambda self: torch.amp.GradScaler("cpu", init_scale=2.0,
+                                                                                  growth_interval=1))
+    final = run(recipe(tmp_path, base, "train.max_steps=2", "train.save_every=0"), quiet=True)
+    state = json.loads((final / ck.TRAINER_FILE).read_text())["grad_scaler"]
+    assert state["scale"] == 2.0 ** 17
+
+
 def test_reinforce_is_grpo_with_one_sample_and_one_pass(tmp_path, base):
     final = run(recipe(tmp_path, base, "grpo.group_size=1", 'grpo.scale="none"', "grpo.epochs=1",
                        "grpo.minibatch_size=4", "train.max_steps=3", "train.save_every=0"), quiet=True)

@@ -127,6 +127,18 @@ def test_separate_value_model_and_early_stop(tmp_path, base):
     assert any(k.startswith("value_backbone.") for k in load_file(str(final / "value.safetensors")))
 
 
+def test_fp16_loss_scaling_reaches_the_ppo_updates(tmp_path, base, monkeypatch):
+    """Every PPO minibatch update goes through the run's GradScaler (fp16 on CUDA; a CPU one here, growing after
+    each finite update): 1 step x 3 epochs x 2 minibatches = 6 growths."""
+    from llmfs.runtime import Runtime
+
+    monkeypatch.setattr(Runtime, "grad_scaler", lambda self: torch.amp.GradScaler("cpu", init_scale=2.0,
+                                                                                  growth_interval=1))
+    final = run(recipe(tmp_path, base, "train.max_steps=1", "train.save_every=0", "ppo.max_approx_kl=0"),
+                quiet=True)
+    assert json.loads((final / ck.TRAINER_FILE).read_text())["grad_scaler"]["scale"] == 2.0 ** 7
+
+
 def test_running_stats_merge_batches_exactly():
     s = RunningStats(mean=1.0, var=4.0, count=2.0)  # as if it had seen [-1, 3]
     s.update(torch.tensor([2.0, 6.0, 1.0]))

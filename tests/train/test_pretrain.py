@@ -126,6 +126,34 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path):
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=0, msg=k)
 
 
+def test_the_grad_scaler_resumes_where_it_was(tmp_path, monkeypatch):
+    """fp16's GradScaler (CUDA only; a CPU one here, which scales fp32 losses by powers of two, exactly) saves its
+    scale and growth counter in trainer_state.json: the resumed run continues with the scale the interrupted one
+    had reached (a fresh scaler would restart at its initial scale and skip steps the uninterrupted run took),
+    and ends in the same state and weights as the run that never stopped."""
+    import shutil
+
+    from llmfs.runtime import Runtime
+
+    monkeypatch.setattr(Runtime, "grad_scaler", lambda self: torch.amp.GradScaler("cpu", init_scale=2.0 ** 10,
+                                                                                  growth_interval=3))
+    full = run(tiny(tmp_path, "train.max_steps=30", "train.save_every=10"), quiet=True)
+    src, dst = full.parent, tmp_path / "resumed" / "tiny"
+    dst.mkdir(parents=True)
+    for name in ("recipe.toml", "tokenizer", "data", "step-000010"):
+        (shutil.copytree if (src / name).is_dir() else shutil.copyfile)(src / name, dst / name)
+    (dst / "latest").write_text("step-000010\n")
+    again = run(tiny(tmp_path, "train.max_steps=30", "train.save_every=10", f'run.out_dir="{tmp_path / "resumed"}"'),
+                resume=True, force=True, quiet=True)
+    state = lambda path: json.loads((path / ck.TRAINER_FILE).read_text())["grad_scaler"]  # noqa: E731
+    assert state(src / "step-000010") == {"scale": 2.0 ** 13, "growth_factor": 2.0, "backoff_factor": 0.5,
+                                          "growth_interval": 3, "_growth_tracker": 1}  # 3 growths in 10 steps
+    assert state(again) == state(full) and state(full)["scale"] == 2.0 ** 20
+    wa, wb = weights(full), weights(again)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=0, msg=k)
+
+
 def test_changed_recipe_refused_unless_forced(tmp_path):
     run(tiny(tmp_path, "train.max_steps=10", "train.save_every=5", "schedule.warmup_steps=2"), quiet=True)
     with pytest.raises(LlmfsError, match=r"holds a run with a different recipe \(changed: optim.lr\)"):
