@@ -129,7 +129,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
     # --------------------------------------------------------------------------------------------- models
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     model = ActorCritic(policy, p.value_model, generator=torch.Generator().manual_seed(recipe.run.seed),
-                        reward_model=rm).to(rt.device)
+                        reward_model=rm).to(rt.device).eval()  # no dropout in the policy or the critic (load_policy)
 
     def read_state(ckpt: ck.Checkpoint) -> dict:
         state = {f"policy.{k}": v for k, v in ck.read_weights(ckpt, policy).items()}
@@ -173,20 +173,17 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
 
     @torch.no_grad()
     def evaluate_rollout(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(policy logprobs, reference logprobs, values) of a rollout, in minibatches, no gradients."""
-        model.eval()
+        """(policy logprobs, reference logprobs, values) of a rollout, in minibatches, no gradients (the policy
+        is in eval mode throughout the stage: `load_policy`)."""
         lp, ref, val = [], [], []
-        try:
-            for k in range(0, sequences.shape[0], p.minibatch_size):
-                rows = sequences[k:k + p.minibatch_size]
-                with rt.autocast():
-                    out, values = model(rows)
-                    ref_logits = reference(rows).logits
-                lp.append(token_logprobs(out.logits, rows, p.temperature))
-                ref.append(token_logprobs(ref_logits, rows, p.temperature))
-                val.append(values[:, :-1])
-        finally:
-            model.train()
+        for k in range(0, sequences.shape[0], p.minibatch_size):
+            rows = sequences[k:k + p.minibatch_size]
+            with rt.autocast():
+                out, values = model(rows)
+                ref_logits = reference(rows).logits
+            lp.append(token_logprobs(out.logits, rows, p.temperature))
+            ref.append(token_logprobs(ref_logits, rows, p.temperature))
+            val.append(values[:, :-1])
         return torch.cat(lp), torch.cat(ref), torch.cat(val)
 
     def loss_fn(m, seqs, mask, adv, returns, old_logp, old_values):

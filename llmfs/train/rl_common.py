@@ -83,7 +83,10 @@ def start_rl(recipe, stage: str, *, device: str | None, precision: str | None, r
 
 
 def load_policy(init_from: str, device):
-    """(model, tokenizer, parent checkpoint) of an RL stage's starting point; it must be a chat model."""
+    """(model, tokenizer, parent checkpoint) of an RL stage's starting point; it must be a chat model. The
+    policy stays in eval mode for the whole stage, i.e. without dropout (TRL's `disable_dropout`): the log-probs
+    of the sampling policy, the ones the updates differentiate and the value estimates must come from one
+    network, or the first minibatch's ratio is not 1 and the clip measures dropout noise."""
     from llmfs.infer.chat import check_chat_model
     from llmfs.infer.load import load_model
 
@@ -91,7 +94,7 @@ def load_policy(init_from: str, device):
     if parent.kind != "causal_lm":
         raise CheckpointError(f"init_from {parent.path}: is a '{parent.kind}' checkpoint; start from an SFT one")
     check_chat_model(tok, parent.path / ck.TEMPLATE_FILE, f"init_from {parent.path}")
-    return model.train(), tok, parent
+    return model.eval(), tok, parent
 
 
 def prepare_prompts(data: PromptDataConfig, tokenizer, room: int, cache_dir: Path, seed: int):

@@ -23,9 +23,10 @@ from llmfs.tokenizer.hf import save
 TOK = with_chat_tokens(ByteTokenizer())
 
 
-def make_ckpt(path, tokenizer, max_seq_len=256):
+def make_ckpt(path, tokenizer, max_seq_len=256, dropout=0.0):
     save(tokenizer, path / "tok")
-    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, max_seq_len=max_seq_len, d_model=32, n_layers=2, n_heads=4)
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, max_seq_len=max_seq_len, d_model=32, n_layers=2, n_heads=4,
+                      dropout=dropout)
     net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
     return ck.save(path / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg),
                    state_dict=net.state_dict(), tokenizer_json=path / "tok" / "tokenizer.json"), net.eval()

@@ -167,6 +167,15 @@ def test_reinforce_is_grpo_with_one_sample_and_one_pass(tmp_path, base):
     assert all(r["clip_fraction"] == 0 and r["ratio_dev"] < 1e-5 for r in train)  # on-policy: ratio stays 1
 
 
+def test_the_policy_runs_without_dropout(tmp_path):
+    """A policy trained with dropout: GRPO turns it off (the sampling policy's log-probs and the updated ones
+    come from one network), so one on-policy pass keeps the ratio at 1 exactly, as without dropout."""
+    dropped = make_ckpt(tmp_path / "policy", with_chat_tokens(ByteTokenizer()), max_seq_len=64, dropout=0.3)[0]
+    final = run(recipe(tmp_path, dropped, "grpo.group_size=1", 'grpo.scale="none"', "grpo.epochs=1",
+                       "grpo.minibatch_size=4", "train.max_steps=2", "train.save_every=0"), quiet=True)
+    assert all(r["ratio_dev"] < 1e-5 for r in rows(final.parent))
+
+
 def test_reward_errors_score_zero_and_are_counted():
     scorer = RewardScorer({"flaky": 1.0, "has_e": 0.5})
     scores = scorer(["bbb", "abc", "eee"], [{}, {}, {}])

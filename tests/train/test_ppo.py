@@ -139,6 +139,15 @@ def test_fp16_loss_scaling_reaches_the_ppo_updates(tmp_path, base, monkeypatch):
     assert json.loads((final / ck.TRAINER_FILE).read_text())["grad_scaler"]["scale"] == 2.0 ** 7
 
 
+def test_the_policy_and_critic_run_without_dropout(tmp_path):
+    """A policy trained with dropout: PPO turns it off, so the rollout's log-probs (no gradient) and the first
+    update's (with gradient) come from one network: one epoch of one minibatch keeps the ratio at 1."""
+    dropped = make_ckpt(tmp_path / "policy", with_chat_tokens(ByteTokenizer()), max_seq_len=64, dropout=0.3)[0]
+    final = run(recipe(tmp_path, dropped, "ppo.epochs=1", "ppo.minibatch_size=16", "train.max_steps=2",
+                       "train.save_every=0"), quiet=True)
+    assert all(r["ratio_dev"] < 1e-5 for r in rows(final.parent))
+
+
 def test_running_stats_merge_batches_exactly():
     s = RunningStats(mean=1.0, var=4.0, count=2.0)  # as if it had seen [-1, 3]
     s.update(torch.tensor([2.0, 6.0, 1.0]))
