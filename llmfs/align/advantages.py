@@ -35,16 +35,20 @@ def group_advantages(rewards: torch.Tensor, group_size: int, *, scale: str = "gr
                      ) -> torch.Tensor:
     """GRPO (Shao et al. 2024): rewards (N,) of N = prompts * group_size completions, grouped consecutively ->
     (r - mean of its group) / (std + eps), with std the group's (`scale = "group"`, the paper), the whole
-    batch's (`"batch"`), or no division (`"none"`, Dr. GRPO, Liu et al. 2025). std is the unbiased sample std."""
+    batch's (`"batch"`), or no division (`"none"`, Dr. GRPO, Liu et al. 2025). std is the unbiased sample std.
+    group_size = 1 has no group to compare with: no baseline is subtracted (REINFORCE: the reward itself, or
+    divided by the batch's std), and `"group"` has no std to divide by, so it is refused."""
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    if group_size == 1 and scale == "group":
+        raise ValueError("scale 'group' needs group_size >= 2 (a group of one has no spread); use 'batch' or 'none'")
     groups = rewards.view(-1, group_size)  # (P, G)
-    centred = (groups - groups.mean(dim=1, keepdim=True)).flatten()
+    # a reply's own reward as its baseline would leave nothing: a group of one keeps its reward (no baseline)
+    centred = (groups - groups.mean(dim=1, keepdim=True)).flatten() if group_size > 1 else rewards.clone()
     if scale == "none":
         return centred
     if scale == "group":
-        std = groups.std(dim=1, keepdim=True).expand_as(groups).flatten() if group_size > 1 else \
-            torch.zeros_like(rewards)
+        std = groups.std(dim=1, keepdim=True).expand_as(groups).flatten()
     elif scale == "batch":
         std = rewards.std() if rewards.numel() > 1 else torch.zeros((), dtype=rewards.dtype)
     else:

@@ -65,6 +65,9 @@ class GRPOConfig:
         for name in self.rewards:
             if name not in REWARDS:
                 raise invalid(f"rewards.{name}", f"unknown reward; use one of {', '.join(REWARDS)}")
+        if self.group_size == 1 and self.scale == "group":
+            raise invalid("scale", "'group' divides by the spread of each prompt's group, and group_size = 1 has "
+                          "none; use scale = \"none\" (REINFORCE) or \"batch\", or group_size >= 2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,9 +126,10 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
                                                     resume_from=resume_from)
     sampling = SamplingConfig(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)
     scorer = RewardScorer(g.rewards)
-    rm = None
-    if recipe.reward_model:  # raw scores: the group normalisation of the advantages makes their scale irrelevant
-        rm, _ = load_reward(recipe.reward_model, parent.tokenizer_path, rt.device)
+    rm = rm_seq_len = None
+    if recipe.reward_model:  # raw scores, weighted by reward_weight against the rule rewards
+        rm, rm_ckpt = load_reward(recipe.reward_model, parent.tokenizer_path, rt.device)
+        rm_seq_len = rm_ckpt.extra.get("seq_len")  # score at the length it was trained at, as `llmfs reward score`
     aggregate = AGGREGATIONS[g.aggregation]
     stats: dict[str, list[float]] = {}
 
@@ -161,7 +165,7 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
             from llmfs.align.reward import score
 
             rm_scores = score(rm, tokenizer, [prompt_messages(r["prompt"], "prompt") for r in examples], ro.texts,
-                              batch_size=g.minibatch_size * 4).to(rt.device)
+                              seq_len=rm_seq_len, batch_size=g.minibatch_size * 4).to(rt.device)
             rewards = rewards + g.reward_weight * rm_scores
         if scorer.errors and not errors_before and main:
             metrics.message(f"a reward function raised (scored 0, counted as reward_errors): {scorer.first_error}")

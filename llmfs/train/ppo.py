@@ -115,9 +115,10 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
 
     rt, run_dir, recipe_text, resume_from, policy, tokenizer, parent = start_rl(
         recipe, "ppo", device=device, precision=precision, resume=resume, force=force)
-    rm = rm_ckpt = None
+    rm = rm_ckpt = rm_seq_len = None
     if recipe.reward_model:
         rm, rm_ckpt = load_reward(recipe.reward_model, parent.tokenizer_path, rt.device)
+        rm_seq_len = rm_ckpt.extra.get("seq_len")  # score at the length it was trained at, as `llmfs reward score`
     cfg: ModelConfig = from_dict(ModelConfig, dict(parent.model_config))
     p = recipe.ppo
     cache_dir = Path(recipe.data.cache_dir) if recipe.data.cache_dir else run_dir / "data" / "hf_cache"
@@ -160,7 +161,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
             from llmfs.align.reward import score
 
             prompts = [prompt_messages(r["prompt"], "prompt") for r in records]
-            raw = score(rm, tokenizer, prompts, ro.texts, batch_size=p.minibatch_size * 4)
+            raw = score(rm, tokenizer, prompts, ro.texts, seq_len=rm_seq_len, batch_size=p.minibatch_size * 4)
             if p.normalize_rewards:
                 stats.update(raw)
                 total = total + p.reward_weight * stats.normalise(raw)
@@ -219,8 +220,11 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         step_stats.clear()
         shuffle = torch.Generator().manual_seed(hash((recipe.run.seed, step, 2)) % 2**63)
 
-        def too_far() -> bool:  # after each epoch: stop once the policy moved past the bound
-            return p.max_approx_kl > 0 and step_stats["approx_kl"][-1] > p.max_approx_kl
+        per_epoch = -(-len(prompts) // p.minibatch_size)  # minibatches in one pass over the rollout
+
+        def too_far() -> bool:  # after each epoch: stop once its mean approximate KL passed the bound
+            epoch_kl = step_stats["approx_kl"][-per_epoch:]
+            return p.max_approx_kl > 0 and sum(epoch_kl) / len(epoch_kl) > p.max_approx_kl
 
         last_result, finite, epochs = minibatch_passes(
             trained, optimizer, (ro.sequences, mask, adv, returns, old_logp, old_values), loss_fn, epochs=p.epochs,
@@ -257,7 +261,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
             from llmfs.align.reward import score
 
             rm_scores = score(rm, tokenizer, [prompt_messages(q.example["prompt"], "prompt") for q in held_out],
-                              ro.texts)
+                              ro.texts, seq_len=rm_seq_len)
             result["eval_reward_model"] = float(rm_scores.mean())
             # the spread of the scores over these samples: the unit in which Ziegler et al. (2019) normalise a
             # reward model (mean 0, std 1 on the initial policy's samples), so step 0's is the SFT model's

@@ -61,6 +61,11 @@ def test_group_advantages_by_hand():
     assert zero_variance_groups(r, 3) == 0.5
     with pytest.raises(ValueError):
         group_advantages(r, 4)
+    # groups of one: no baseline (REINFORCE), the reward itself or over the batch's std; "group" has no std
+    assert group_advantages(r, 1, scale="none").tolist() == r.tolist()
+    assert group_advantages(r, 1, scale="batch", eps=0.0).tolist() == pytest.approx((r / r.std()).tolist())
+    with pytest.raises(ValueError, match="needs group_size >= 2"):
+        group_advantages(r, 1, scale="group")
 
 
 def test_kl_estimators_by_hand():

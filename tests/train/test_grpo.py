@@ -165,6 +165,11 @@ def test_reinforce_is_grpo_with_one_sample_and_one_pass(tmp_path, base):
                        "grpo.minibatch_size=4", "train.max_steps=3", "train.save_every=0"), quiet=True)
     train = rows(final.parent)
     assert all(r["clip_fraction"] == 0 and r["ratio_dev"] < 1e-5 for r in train)  # on-policy: ratio stays 1
+    # no baseline: each reply's advantage is its own reward (has_e: 0 or 1), so the loss, -(mean over reply
+    # tokens of advantage x ratio 1), is negative exactly when some reply scored (a group of one used to centre
+    # every advantage to 0: nothing was learned)
+    assert any(r["reward"] > 0 for r in train)
+    assert all((r["loss"] < 0) == (r["reward"] > 0) and r["loss"] <= 0 for r in train)
 
 
 def test_the_policy_runs_without_dropout(tmp_path):
@@ -197,5 +202,9 @@ def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
     bad.write_text(p.read_text().replace("rewards = { has_e = 1.0 }", "rewards = {}"))
     assert main(["grpo", str(bad)]) == 2
     assert "grpo.rewards: needs at least one reward, e.g. {exact_match = 1.0}, or a reward_model" in \
+        capsys.readouterr().err
+    bad.write_text(p.read_text().replace("group_size = 8", "group_size = 1"))
+    assert main(["grpo", str(bad)]) == 2
+    assert "grpo.scale: 'group' divides by the spread of each prompt's group, and group_size = 1 has none" in \
         capsys.readouterr().err
     assert r.grpo.group_size == 8
