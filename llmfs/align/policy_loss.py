@@ -46,9 +46,11 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     return 0.5 * masked_mean(torch.maximum(a, b), mask), masked_mean((b > a).float(), mask).detach()
 
 
-def entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of the next-token distributions at the masked positions; logits (B, T, V)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+def entropy(logits: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Mean entropy (nats) of the next-token distributions at the masked positions; logits (B, T, V). The
+    distribution is softmax(logits / temperature): the one replies are sampled from and the policy loss's
+    log-probabilities use (`token_logprobs`), as TRL divides the logits before its entropy."""
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     return masked_mean(-(logp.exp() * logp).sum(-1), mask)
 
 

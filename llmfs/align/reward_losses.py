@@ -41,11 +41,12 @@ def centering(chosen: torch.Tensor, rejected: torch.Tensor, coef: float) -> torc
     return coef * (chosen.float() + rejected.float()).pow(2).mean()
 
 
-def reply_lm_loss(hidden: torch.Tensor, lm_weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over the targeted positions: hidden (B, T, D) final-norm states, lm_weight
-    (V, D) the lm_head matrix, targets (B, T) the next id or -100 where nothing is predicted."""
+def reply_lm_loss(hidden: torch.Tensor, lm_weight: torch.Tensor, targets: torch.Tensor,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy over the targeted positions, their mean (or "sum"): hidden (B, T, D) final-norm
+    states, lm_weight (V, D) the lm_head matrix, targets (B, T) the next id or -100 where nothing is predicted."""
     logits = F.linear(hidden, lm_weight)  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction=reduction)
 
 
 def pairwise_loss(chosen: torch.Tensor, rejected: torch.Tensor, *, loss: str, margin: float | torch.Tensor = 1.0,

@@ -143,7 +143,7 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
             per_token = per_token + g.kl_coef * kl
             stats.setdefault("kl", []).append(float(masked_mean(kl.detach(), mask)))
         with torch.no_grad():  # logged, not optimised: GRPO has no entropy bonus
-            stats.setdefault("entropy", []).append(float(entropy(out.logits[:, :-1], mask)))
+            stats.setdefault("entropy", []).append(float(entropy(out.logits[:, :-1], mask, g.temperature)))
         stats.setdefault("clip_fraction", []).append(float(pl.clip_fraction))
         stats.setdefault("approx_kl", []).append(float(pl.approx_kl))
         stats.setdefault("ratio_dev", []).append(float(masked_mean((torch.exp(logp - old_logp) - 1).abs().detach(),

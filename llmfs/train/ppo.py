@@ -192,7 +192,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         logp = token_logprobs(out.logits, seqs, p.temperature)
         pl = clipped_policy_loss(logp, old_logp, adv, mask, clip_low=p.clip)
         vf, vf_clip = clipped_value_loss(values[:, :-1], old_values, returns, mask, clip=p.value_clip)
-        ent = entropy(out.logits[:, :-1], mask)
+        ent = entropy(out.logits[:, :-1], mask, p.temperature)
         step_stats.setdefault("clip_fraction", []).append(float(pl.clip_fraction))
         step_stats.setdefault("approx_kl", []).append(float(pl.approx_kl))
         step_stats.setdefault("value_loss", []).append(float(vf.detach()))

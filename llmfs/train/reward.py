@@ -129,7 +129,8 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     """Train a reward model, checkpoint it and return the final checkpoint directory."""
     from llmfs.align.reward import RewardModel
     from llmfs.align.reward_losses import pairwise_loss, reply_lm_loss
-    from llmfs.data.preference import FIELDS, build_pairs, chosen_reply_targets, pair_batch, pair_starts
+    from llmfs.data.preference import (FIELDS, build_pairs, chosen_reply_targets, pair_batch, pair_starts,
+                                       reply_start)
     from llmfs.data.records import split_records
     from llmfs.data.sft import batch_indices
     from llmfs.tokenizer.hf import sha256 as tokenizer_sha256
@@ -192,22 +193,29 @@ def run(recipe: RewardRecipe, *, resume: bool = False, force: bool = False, devi
     def batches(step: int):
         idx = batch_indices(step, data.batch_size, len(train_pairs), recipe.run.seed)
         mine = [train_pairs[i] for i in idx[rank::world]]
+        # lm_coef's term is a mean over the reply tokens of the whole global batch (as SFT's loss): each
+        # micro-batch's summed loss times accum * world / (reply tokens of the global batch), so micro-batches
+        # with more reply tokens weigh more and accumulation gives the same gradient as one big batch
+        n_targets = sum(len(train_pairs[i].chosen) - reply_start(len(train_pairs[i].chosen),
+                                                                   train_pairs[i].chosen_tokens) for i in idx)
+        lm_scale = torch.tensor(accum * world / max(1, n_targets))
         micro = []
         for k in range(accum):
             pairs = mine[k * micro_pairs:(k + 1) * micro_pairs]
             ids, index, margins = pair_batch(pairs, pad_id)
             targets = chosen_reply_targets(pairs, ids.shape[1]) if lm_weight is not None else None
             micro.append(tuple(t.to(rt.device) if t is not None else None
-                               for t in (ids, index, pair_starts(pairs), margins, targets)))
+                               for t in (ids, index, pair_starts(pairs), margins, targets, lm_scale)))
         return micro, sum(len(p.chosen) + len(p.rejected) for p in mine) * world
 
-    def loss_fn(m, ids, index, start, margins, targets):
+    def loss_fn(m, ids, index, start, margins, targets, lm_scale):
         rewards, out = m(ids, index, start=start)  # (2B,): chosen rows, then rejected rows
         chosen, rejected = rewards.chunk(2)
         loss = pairwise_loss(chosen, rejected, loss=rw.loss, margin=margins if margin_field else rw.margin,
                              center_coef=rw.center_coef)
         if targets is not None:  # the chosen rows' next-token loss on their reply ids
-            loss = loss + rw.lm_coef * reply_lm_loss(out.hidden[:len(chosen)], lm_weight, targets)
+            nll = reply_lm_loss(out.hidden[:len(chosen)], lm_weight, targets, reduction="sum")
+            loss = loss + rw.lm_coef * nll * lm_scale
         return loss, out
 
     last_eval: dict = {}  # {"step", "metrics"} of the latest evaluation, for the checkpoint's extra

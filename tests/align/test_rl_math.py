@@ -120,6 +120,10 @@ def test_entropy_by_hand():
     logits = torch.log(T([[[0.5, 0.5], [0.9, 0.1]]]))
     e = entropy(logits, T([[1.0, 0.0]]))
     assert float(e) == pytest.approx(math.log(2))
+    # at temperature 0.5 the distribution (0.9, 0.1) becomes (0.81, 0.01) / 0.82: the one sampled from
+    q = T([0.81, 0.01]) / 0.82
+    sharp = entropy(logits, T([[0.0, 1.0]]), temperature=0.5)
+    assert float(sharp) == pytest.approx(float(-(q * q.log()).sum()))
 
 
 def test_aggregations_by_hand():

@@ -184,7 +184,8 @@ def test_lm_coef_keeps_the_backbone_predicting_the_chosen_replies(tmp_path, base
         ids, _, _ = pair_batch(pairs, 0)
         with torch.no_grad():
             hidden = model.backbone(ids[:len(pairs)], return_hidden=True, return_logits=False).hidden
-        return float(reply_lm_loss(hidden, model.backbone.embed_tokens.weight, chosen_reply_targets(pairs, ids.shape[1])))
+            return float(reply_lm_loss(hidden, model.backbone.embed_tokens.weight,
+                                       chosen_reply_targets(pairs, ids.shape[1])))
 
     p = recipe_file(tmp_path, base)
     common = ["train.eval_every=0", "eval.baseline=false", "log.every=1"]
@@ -197,6 +198,32 @@ def test_lm_coef_keeps_the_backbone_predicting_the_chosen_replies(tmp_path, base
     common = ["train.max_steps=14", *common, "reward.lm_coef=1.0"]
     full = assert_resume_is_exact(p, common, tmp_path / "resumed")
     assert not any("lm_head" in k for k in load_file(str(full / ck.MODEL_FILE)))
+
+
+def test_lm_coef_is_a_mean_over_the_global_batch_whatever_the_accumulation(tmp_path, base):
+    """Chosen replies of different lengths: lm_coef's term averages over every reply token of the batch, so 4
+    micro-batches of 2 pairs take the step one batch of 8 takes (the same loss and weights, to rounding), not a
+    mean of per-micro-batch means."""
+    from safetensors.torch import load_file
+
+    rng = random.Random(0)
+    train = tmp_path / "varied.jsonl"
+    with open(train, "w", encoding="utf-8") as f:
+        for _ in range(64):
+            w, other = rng.sample(WORDS, 2)
+            f.write(json.dumps({"prompt": f"say {w}", "chosen": " ".join([w] * rng.randint(1, 5)),
+                                "rejected": other}) + "\n")
+    p = recipe_file(tmp_path, base, train)
+    common = ["train.max_steps=3", "train.eval_every=0", "eval.baseline=false", "log.every=1",
+              "reward.lm_coef=1.0", "train.save_every=0"]
+    one = run(load_recipe(p, RewardRecipe, [*common, 'run.name="one"']), quiet=True)
+    four = run(load_recipe(p, RewardRecipe, [*common, 'run.name="four"', "data.micro_batch_size=2"]), quiet=True)
+    assert [r["loss"] for r in rows(four.parent)] == pytest.approx([r["loss"] for r in rows(one.parent)], abs=1e-5)
+    a, b = load_file(str(one / ck.MODEL_FILE)), load_file(str(four / ck.MODEL_FILE))
+    # not the score head's bias: the pairwise loss depends on r_chosen - r_rejected only, so its gradient is 0 up
+    # to rounding, which AdamW's normalisation turns into steps of +-lr either way
+    for k in a.keys() - {"head.score.bias"}:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
 def test_likelihood_coef_learns_scores_and_resumes_exactly(tmp_path, base):
