@@ -62,8 +62,10 @@ def rolling_cache(model_cfg, batch_size: int, *, device, dtype) -> RollingKVCach
                           device=device, dtype=dtype)
 
 
-def check_fits(model_cfg, prompt_len: int, max_new_tokens: int, *, rolling: bool, use_cache: bool = True) -> None:
-    """Raise a one-line PromptTooLongError when a prompt cannot be generated from as asked."""
+def check_fits(model_cfg, prompt_len: int, max_new_tokens: int, *, rolling: bool, use_cache: bool = True,
+               compiled: bool = False) -> None:
+    """Raise a one-line PromptTooLongError when a prompt cannot be generated from as asked. `compiled`: decoding
+    on the compiled step's static cache, which has max_seq_len slots whatever the position kind."""
     L = model_cfg.max_seq_len
     learned = model_cfg.position == "learned"
     if rolling and learned:
@@ -82,6 +84,10 @@ def check_fits(model_cfg, prompt_len: int, max_new_tokens: int, *, rolling: bool
         raise PromptTooLongError(f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) needs "
                                  f"positions up to {prompt_len + max_new_tokens - 2}, but learned positions end at "
                                  f"max_seq_len = {L}; shorten the prompt or lower max_new_tokens")
+    if compiled and prompt_len + max_new_tokens - 1 > L:
+        raise PromptTooLongError(f"prompt ({prompt_len} tokens) + max_new_tokens ({max_new_tokens}) needs "
+                                 f"{prompt_len + max_new_tokens - 1} cache slots, but the compiled decode step's "
+                                 f"static cache has max_seq_len = {L}; lower max_new_tokens, or drop --compile")
 
 
 def _needs_counts(cfg: SamplingConfig) -> bool:
@@ -145,7 +151,8 @@ def stream(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: SamplingConfi
     steps = cfg.max_new_tokens
     step_fn = None
     if cache is None:
-        check_fits(model.cfg, len(prompt_ids), steps, rolling=rolling, use_cache=use_cache)
+        check_fits(model.cfg, len(prompt_ids), steps, rolling=rolling, use_cache=use_cache,
+                   compiled=decoder is not None and use_cache and not rolling)
         if decoder is not None and use_cache and not rolling:
             cache, step_fn = decoder.session(1)
         else:
@@ -191,7 +198,8 @@ def complete(model: torch.nn.Module, prompts: Sequence[Sequence[int]], cfg: Samp
             out.append(dataclasses.replace(c, seconds=time.perf_counter() - t0))
         return out
     longest = max(len(p) for p in prompts)
-    check_fits(model.cfg, longest, cfg.max_new_tokens, rolling=rolling, use_cache=use_cache)
+    check_fits(model.cfg, longest, cfg.max_new_tokens, rolling=rolling, use_cache=use_cache,
+               compiled=decoder is not None and use_cache and not rolling)
     device = next(model.parameters()).device
     B = len(prompts)
     batch = torch.full((B, longest), pad_id, dtype=torch.long, device=device)  # (B, T) right-padded

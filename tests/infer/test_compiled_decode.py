@@ -60,6 +60,22 @@ def test_compiled_step_matches_eager_and_compiles_once_per_batch_size():
     assert list(stream(m, PROMPTS[1], GREEDY, decoder=decoder)) == generate(m, [PROMPTS[1]], GREEDY)[0]
 
 
+def test_past_the_static_cache_is_a_clear_error_not_an_index_error():
+    """A rope model decodes past max_seq_len (16 here) on the default cache; the compiled step's cache has
+    max_seq_len slots: asking it for more is refused up front with what to change."""
+    from llmfs.infer.generate import PromptTooLongError, stream
+
+    m = make(CONFIGS["mha_rope"])
+    prompt, cfg = [1, 2, 3], SamplingConfig(temperature=0, max_new_tokens=20)
+    assert len(generate(m, [prompt], cfg)[0]) == 20  # eager: fine
+    decoder = CompiledDecoder(m)
+    with pytest.raises(PromptTooLongError, match=r"needs 22 cache slots, but the compiled decode step's static "
+                                                 r"cache has max_seq_len = 16; lower max_new_tokens, or drop"):
+        generate(m, [prompt], cfg, decoder=decoder)
+    with pytest.raises(PromptTooLongError, match="static cache has max_seq_len = 16"):
+        list(stream(m, prompt, cfg, decoder=decoder))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ["mha_rope", "window_sinks", "classic"])
