@@ -142,7 +142,9 @@ def read_pairs_file(path: str | Path) -> tuple[list, list[str]]:
     if not p.is_file():
         raise DataError(f"--file {p}: not found; give a JSON-lines file of {{\"prompt\", \"response\"}} objects")
     prompts, responses = [], []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    from llmfs.data.sources import read_utf8
+
+    for n, line in enumerate(read_utf8(p).splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -113,6 +113,18 @@ def _read_text(path: Path, separator: str, max_chars: int) -> Iterator[Piece]:
         yield Piece("".join(buf), True)
 
 
+def read_utf8(path: Path) -> str:
+    """The whole text of a file a user named (prompts, pairs to score), or a one-line DataError saying where it
+    is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({_locate_bad_utf8(path) or e.reason}); convert it to UTF-8") \
+            from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read file ({e.strerror}); check its permissions") from None
+
+
 def _locate_bad_utf8(path: Path) -> str:
     """Where the first invalid UTF-8 byte is ("byte b'\\xe9' on line 3"). The decoder's error offset counts from
     its read buffer, so the file is scanned again line by line in binary (a newline byte never sits inside a

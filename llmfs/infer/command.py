@@ -23,7 +23,9 @@ def read_prompts(prompts: Sequence[str], file: str | None) -> list[str]:
         p = Path(file)
         if not p.is_file():
             raise DataError(f"{p}: prompt file not found; give a text file with one prompt per line")
-        out += [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from llmfs.data.sources import read_utf8
+
+        out += [line for line in read_utf8(p).splitlines() if line.strip()]
     if not out:
         raise LlmfsError("no prompt: give --prompt TEXT (repeatable) or --file prompts.txt")
     if any(p == "" for p in out):

@@ -112,6 +112,14 @@ def test_bad_options_are_one_line_errors(run_dir, capsys, args, message):
     assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1 and message in err
 
 
+def test_a_prompt_file_that_is_not_utf8_is_a_one_line_error(run_dir, tmp_path, capsys):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\u00e9\n".encode("utf-8") + "na\u00efve\n".encode("latin-1"))
+    code, out, err = gen(capsys, run_dir, "--file", str(bad))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{bad}: not UTF-8 text (byte b'\\xef' on line 2); convert it to UTF-8" in err
+
+
 def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys, tokenizer_json):
     code, _, err = gen(capsys, str(tmp_path / "missing"), "-p", "x")
     assert code == 2 and err == f"error: {tmp_path / 'missing'}: checkpoint directory not found\n"
