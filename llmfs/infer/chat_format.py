@@ -33,16 +33,31 @@ def llmfs_format(tokenizer) -> ChatFormat:
 
 def jinja_format(tokenizer, template: str, *, bos_token: str | None, eos_token: str | None,
                  stop_ids: Sequence[int]) -> ChatFormat:
-    """A transformers-style Jinja chat template."""
+    """A transformers-style Jinja chat template, rendered in the environment transformers gives it
+    (`_compile_jinja_template`): sandboxed, trim / lstrip blocks, `{% break %}` / `{% continue %}`, a `tojson`
+    that keeps non-ASCII text and does not HTML-escape, and the globals `raise_exception` and `strftime_now`."""
+    import datetime
+    import json
+
     from jinja2 import TemplateError
+    from jinja2.ext import loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message):
         raise TemplateError(message)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
-    compiled = env.from_string(template)
+    env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
+    try:
+        compiled = env.from_string(template)
+    except TemplateError as e:  # a syntax error: the template file itself is broken
+        raise LlmfsError(f"the checkpoint's chat template does not parse ({e}); fix or replace its "
+                         "chat_template.jinja") from None
 
     def render_prompt(messages: Sequence[Mapping[str, str]]) -> list[int]:
         try:
