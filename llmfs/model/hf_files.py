@@ -86,7 +86,10 @@ def import_hf(directory: str | Path, out: str | Path) -> Path:
         raise CheckpointError(f"{d}: no tokenizer.json (an llmfs checkpoint carries its tokenizer); save the "
                               "fast tokenizer into the directory first")
     hf_config = json.loads(config_path.read_text(encoding="utf-8"))
-    cfg, ours = from_hf(hf_config, _read_weights(d))
+    # llmfs checkpoints hold float32 weights (the model is built in float32, and training keeps fp32 masters
+    # under autocast); hub models are often stored in bf16 / fp16, which widen to float32 exactly
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in _read_weights(d).items()}
+    cfg, ours = from_hf(hf_config, weights)
     extra: dict = {"stage": "import", "source": str(d)}
     template, chat = _chat_template(d)
     if template is None or template.strip() == CHAT_TEMPLATE_JINJA:  # a base model, or llmfs's own export

@@ -66,10 +66,12 @@ def test_export_refusals(tmp_path, tokenizer_json, capsys):
     assert "never pickled .bin weights" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_import_of_a_directory_saved_by_transformers(tmp_path, tokenizer_json, arch):
+@pytest.mark.parametrize("arch, dtype", [("gpt2", torch.float32), ("llama", torch.float32),
+                                         ("llama", torch.bfloat16), ("gpt2", torch.float16)])
+def test_import_of_a_directory_saved_by_transformers(tmp_path, tokenizer_json, arch, dtype):
     """A model made and saved by transformers itself (its init, its file layout: the tied lm_head left out of
-    the file, weights sharded over several files with an index) imports with the same logits."""
+    the file, weights sharded over several files with an index, bf16 / fp16 as on the hub) imports with the
+    same logits (its half-precision weights widened to float32, exactly)."""
     from tokenizers import Tokenizer
 
     vocab = Tokenizer.from_file(str(tokenizer_json)).get_vocab_size()
@@ -82,7 +84,8 @@ def test_import_of_a_directory_saved_by_transformers(tmp_path, tokenizer_json, a
                                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                           max_position_embeddings=32, tie_word_embeddings=True)
         ref = transformers.LlamaForCausalLM(config).eval()
-    ref.save_pretrained(tmp_path / "hf", max_shard_size="20KB")  # several shards + model.safetensors.index.json
+    ref.to(dtype).save_pretrained(tmp_path / "hf", max_shard_size="20KB")  # shards + model.safetensors.index.json
+    ref.float()  # the reference computes in float32 from the same (rounded) weights
     import shutil
 
     shutil.copyfile(tokenizer_json, tmp_path / "hf" / "tokenizer.json")
