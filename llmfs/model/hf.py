@@ -111,8 +111,12 @@ def _llama_weights(cfg: ModelConfig, sd: Tensors) -> Tensors:
 
 
 def _llama_from_config(hf: dict) -> ModelConfig:
+    for key in ("rope_scaling", "rope_parameters"):  # the older and the newer (transformers >= 5) name
+        scaling = dict(hf.get(key) or {})
+        if "rope_type" not in scaling and "type" in scaling:  # before transformers 4.37: {"type": "linear"}
+            scaling["rope_type"] = scaling["type"]
+        _expect(scaling, "Llama", "rope_type", ("default",), default="default")
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    _expect(rope, "Llama", "rope_type", ("default",), default="default")
     _expect(hf, "Llama", "hidden_act", ("silu",), default="silu")
     d, heads = hf["hidden_size"], hf["num_attention_heads"]
     head_dim = hf.get("head_dim") or d // heads

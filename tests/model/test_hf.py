@@ -113,6 +113,8 @@ def test_from_hf_rejects_what_it_cannot_load():
     hf_cfg, hf_sd = to_hf(cfg, m.state_dict())
     with pytest.raises(ConfigError, match="rope_type = 'llama3' is not supported"):
         from_hf({**hf_cfg, "rope_parameters": {"rope_type": "llama3", "rope_theta": 500.0}}, hf_sd)
+    with pytest.raises(ConfigError, match="rope_type = 'linear' is not supported"):  # the older spelling
+        from_hf({**hf_cfg, "rope_scaling": {"type": "linear", "factor": 4.0}}, hf_sd)
     with pytest.raises(ConfigError, match="model_type 'mistral' is not supported"):
         from_hf({**hf_cfg, "model_type": "mistral"}, hf_sd)
     with pytest.raises(ConfigError, match="unexpected"):
