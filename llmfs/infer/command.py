@@ -37,7 +37,7 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
         stop: Sequence[str], use_cache: bool, rolling: bool, device: str | None, as_json: bool,
         compile: bool = False) -> None:
     from llmfs.infer.load import load_model
-    from llmfs.infer.text import TextCompletion, TextStream, encode, generate_text
+    from llmfs.infer.text import TextCompletion, TextStream, encode, generate_text, generation_settings
     from llmfs.infer.weight_layout import decode_layout
     from llmfs.runtime import resolve_device
 
@@ -46,7 +46,8 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
     if any(s == "" for s in stop):
         raise LlmfsError("--stop '': a stop string needs at least one character")
     dev = resolve_device(device or "auto")
-    model, tok, _ = load_model(checkpoint, device=dev)
+    model, tok, ckpt = load_model(checkpoint, device=dev)
+    prefix, stop_ids = generation_settings(ckpt)
     decode_layout(model)  # CPU: weights laid out for fast matrix-vector products (weight_layout.py)
     g = torch.Generator(device=dev).manual_seed(seed)
     decoder = None
@@ -58,17 +59,17 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
         decoder = CompiledDecoder(model)
     t0 = time.perf_counter()
     if len(texts) == 1 and not as_json:
-        ids = encode(tok, texts[0])
-        s = TextStream(model, tok, ids, cfg, stop=stop, generator=g, use_cache=use_cache, rolling=rolling,
-                       decoder=decoder)
+        ids = [*prefix, *encode(tok, texts[0])]
+        s = TextStream(model, tok, ids, cfg, stop=stop, stop_ids=stop_ids, generator=g, use_cache=use_cache,
+                       rolling=rolling, decoder=decoder)
         for piece in s:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
         results = [TextCompletion(texts[0], s.text, len(ids), s.new_tokens, s.finish, s.seconds)]
     else:
-        results = generate_text(model, tok, texts, cfg, stop=stop, generator=g, use_cache=use_cache,
-                                rolling=rolling, decoder=decoder)
+        results = generate_text(model, tok, texts, cfg, stop=stop, stop_ids=stop_ids, generator=g,
+                                use_cache=use_cache, rolling=rolling, decoder=decoder, prefix_ids=prefix)
         if as_json:
             print(json.dumps([{"prompt": r.prompt, "completion": r.completion, "prompt_tokens": r.prompt_tokens,
                                "new_tokens": r.new_tokens, "finish": r.finish, "seconds": round(r.seconds, 4)}

@@ -128,9 +128,11 @@ class TextCompletion:
 
 def generate_text(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig, *, stop: Sequence[str] = (),
                   stop_ids: Sequence[int] | None = None, generator: torch.Generator | None = None,
-                  use_cache: bool = True, rolling: bool = False, decoder=None) -> list[TextCompletion]:
-    """Complete every prompt in one batch; each row stops at its stop id or stop string on its own."""
-    encoded = [encode(tokenizer, p) for p in prompts]
+                  use_cache: bool = True, rolling: bool = False, decoder=None,
+                  prefix_ids: Sequence[int] = ()) -> list[TextCompletion]:
+    """Complete every prompt in one batch; each row stops at its stop id or stop string on its own.
+    `prefix_ids` go before every prompt's ids (an imported model's BOS: `generation_settings`)."""
+    encoded = [[*prefix_ids, *encode(tokenizer, p)] for p in prompts]
     stop_ids = default_stop_ids(tokenizer) if stop_ids is None else list(stop_ids)
     texts = [TextAssembler(tokenizer, stop) for _ in prompts]
 
@@ -149,6 +151,15 @@ def generate_text(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig,
         t.flush()
         out.append(TextCompletion(p, t.text, len(ids), len(c.ids), c.finish, c.seconds))
     return out
+
+
+def generation_settings(checkpoint) -> tuple[list[int], list[int] | None]:
+    """(ids to put before a plain prompt, ids that end generation or None for the tokenizer's end of text) of a
+    checkpoint: what `llmfs import hf` recorded of the source model's tokenizer and generation_config.json
+    (Llama's BOS before the prompt, Llama 3's <|end_of_text|>); nothing and None for llmfs's own models."""
+    settings = dict(checkpoint.extra.get("generation") or {})
+    return list(settings.get("prompt_prefix_ids") or []), (list(settings["stop_ids"]) if settings.get("stop_ids")
+                                                           else None)
 
 
 def encode(tokenizer, text: str) -> list[int]:

@@ -59,6 +59,9 @@ def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) 
         eot_id = _token_id(ckpt.tokenizer_path, eot)
         eos_ids: int | list[int] | None = eot_id
         imported = dict(ckpt.extra.get("chat") or {})  # a transformers chat model brought in by import_hf
+        generation = dict(ckpt.extra.get("generation") or {})  # any model brought in by import_hf
+        if generation.get("stop_ids"):  # its own end of text (Llama 3's <|end_of_text|>), not the first special
+            eos_ids = list(generation["stop_ids"])
         if chat:
             shutil.copyfile(template, tmp / ck.TEMPLATE_FILE)
             tok_config["chat_template"] = template.read_text(encoding="utf-8").strip()
@@ -90,7 +93,7 @@ def import_hf(directory: str | Path, out: str | Path) -> Path:
     # under autocast); hub models are often stored in bf16 / fp16, which widen to float32 exactly
     weights = {k: v.float() if v.is_floating_point() else v for k, v in _read_weights(d).items()}
     cfg, ours = from_hf(hf_config, weights)
-    extra: dict = {"stage": "import", "source": str(d)}
+    extra: dict = {"stage": "import", "source": str(d), "generation": _generation(d)}
     template, chat = _chat_template(d)
     if template is None or template.strip() == CHAT_TEMPLATE_JINJA:  # a base model, or llmfs's own export
         return ck.save(out, kind="causal_lm", model_config=dataclasses.asdict(cfg), state_dict=ours,
@@ -104,19 +107,54 @@ def import_hf(directory: str | Path, out: str | Path) -> Path:
                        tokenizer_json=Path(tmp) / "tokenizer.json", extra={**extra, "chat": chat})
 
 
+def _read_json(f: Path) -> dict:
+    """A transformers side file (tokenizer_config.json, generation_config.json); {} when absent."""
+    try:
+        doc = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{f}: not valid JSON ({e})") from None
+    return doc if isinstance(doc, dict) else {}
+
+
+def _token(tok_config: dict, key: str) -> str | None:
+    value = tok_config.get(key)  # "<s>", or {"content": "<s>", ...} as older tokenizer_config.json files write it
+    return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
+
+
+def _end_ids(d: Path, tok_config: dict, gen_config: dict) -> list[int]:
+    """The ids that end generation: `generation_config.json`'s `eos_token_id` (one or a list), else the id of
+    `tokenizer_config.json`'s `eos_token`; [] when neither says."""
+    stop = gen_config.get("eos_token_id")
+    stop_ids = [stop] if isinstance(stop, int) else [i for i in stop or [] if isinstance(i, int)]
+    eos = _token_id(d / "tokenizer.json", _token(tok_config, "eos_token"))
+    return stop_ids or ([eos] if eos is not None else [])
+
+
+def _generation(d: Path) -> dict:
+    """What `llmfs generate` needs to treat a plain prompt as transformers does, beyond the tokenizer.json's
+    vocabulary: "stop_ids" (see `_end_ids`: Llama 3's <|end_of_text|>, not its first special token) and
+    "prompt_prefix_ids", the ids its tokenizer puts before a text when asked for special tokens (the
+    post-processor's, e.g. Llama's BOS; GPT-2 has none; an appended EOS is not kept)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exceptions for a malformed file
+        raise CheckpointError(f"{d / 'tokenizer.json'}: not a tokenizer.json the tokenizers library reads ({e})") \
+            from None
+    plain = tok.encode("a", add_special_tokens=False).ids
+    full = tok.encode("a", add_special_tokens=True).ids
+    at = next((k for k in range(len(full) - len(plain) + 1) if full[k:k + len(plain)] == plain), 0)
+    return {"stop_ids": _end_ids(d, _read_json(d / "tokenizer_config.json"), _read_json(d / "generation_config.json")),
+            "prompt_prefix_ids": full[:at]}
+
+
 def _chat_template(d: Path) -> tuple[str | None, dict]:
     """A transformers directory's chat template (`chat_template.jinja`, else `tokenizer_config.json`'s
     `chat_template`, the entry named "default" when it is a list) and {"bos_token", "eos_token", "stop_ids"}:
-    the ids that end a reply, from `generation_config.json`'s `eos_token_id`, else the `eos_token`'s id."""
-    def read(name: str) -> dict:
-        f = d / name
-        try:
-            doc = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{f}: not valid JSON ({e})") from None
-        return doc if isinstance(doc, dict) else {}
-
-    tok_config, gen_config = read("tokenizer_config.json"), read("generation_config.json")
+    the ids that end a reply (`_end_ids`)."""
+    tok_config = _read_json(d / "tokenizer_config.json")
+    gen_config = _read_json(d / "generation_config.json")
     template = tok_config.get("chat_template")
     if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
         template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"),
@@ -126,15 +164,8 @@ def _chat_template(d: Path) -> tuple[str | None, dict]:
     if not isinstance(template, str):
         return None, {}
 
-    def token(key: str) -> str | None:
-        value = tok_config.get(key)
-        return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
-
-    bos, eos = token("bos_token"), token("eos_token")
-    stop = gen_config.get("eos_token_id")
-    stop_ids = [stop] if isinstance(stop, int) else [i for i in stop or [] if isinstance(i, int)]
-    if not stop_ids and _token_id(d / "tokenizer.json", eos) is not None:
-        stop_ids = [_token_id(d / "tokenizer.json", eos)]
+    bos, eos = _token(tok_config, "bos_token"), _token(tok_config, "eos_token")
+    stop_ids = _end_ids(d, tok_config, gen_config)
     if not stop_ids:
         raise CheckpointError(f"{d}: has a chat template but no end-of-reply token (generation_config.json's "
                               "eos_token_id or tokenizer_config.json's eos_token); add one so replies can end")

@@ -158,6 +158,51 @@ def test_a_transformers_chat_model_imports_with_its_template_and_chats(tmp_path,
     assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["eos_token_id"] == [end]
 
 
+def test_an_imported_llama3_style_base_model_prompts_and_stops_as_transformers_does(tmp_path, capsys):
+    """Llama 3's tokenizer puts <|begin_of_text|> before a text (its post-processor), and generation ends at
+    <|end_of_text|>, not at its first special token: the import records both, and `llmfs generate` on the
+    imported model reads the prompt as transformers' tokenizer does and continues it as `generate` does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["the cat sat on the mat. ", "hello there, how are you?"] * 50, trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|begin_of_text|>", "<|end_of_text|>"]))
+    bos, end = tok.token_to_id("<|begin_of_text|>"), tok.token_to_id("<|end_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                                       special_tokens=[("<|begin_of_text|>", bos)])
+    hf_dir = tmp_path / "hf"
+    config = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=64, bos_token_id=bos, eos_token_id=end)
+    torch.manual_seed(0)
+    ref = transformers.LlamaForCausalLM(config).eval()
+    ref.save_pretrained(hf_dir)
+    tok.save(str(hf_dir / "tokenizer.json"))
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|end_of_text|>"}))
+    assert main(["import", "hf", str(hf_dir), str(tmp_path / "ours")]) == 0
+    assert ck.open_checkpoint(tmp_path / "ours").extra["generation"] == {"stop_ids": [end],
+                                                                         "prompt_prefix_ids": [bos]}
+
+    ids = transformers.AutoTokenizer.from_pretrained(hf_dir)("the cat", return_tensors="pt").input_ids
+    assert ids[0, 0] == bos
+    with torch.no_grad():
+        theirs = ref.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=end, pad_token_id=end)
+    new = theirs[0, ids.shape[1]:].tolist()
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "ours"), "-p", "the cat", "--json", "--temperature", "0",
+                 "--max-new-tokens", "12"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["prompt_tokens"] == ids.shape[1]
+    assert row["new_tokens"] == len(new) and row["completion"] == tok.decode([i for i in new if i != end])
+    assert main(["export", "hf", str(tmp_path / "ours"), str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["eos_token_id"] == [end]
+
+
 def test_import_of_a_chat_template_without_an_end_of_reply_token_is_refused(tmp_path, tokenizer_json, capsys):
     path, _ = make_checkpoint(tmp_path, tokenizer_json)
     assert main(["export", "hf", str(path), str(tmp_path / "hf")]) == 0
