@@ -36,15 +36,19 @@ def group_advantages(rewards: torch.Tensor, group_size: int, *, scale: str = "gr
     """GRPO (Shao et al. 2024): rewards (N,) of N = prompts * group_size completions, grouped consecutively ->
     (r - mean of its group) / (std + eps), with std the group's (`scale = "group"`, the paper), the whole
     batch's (`"batch"`), or no division (`"none"`, Dr. GRPO, Liu et al. 2025). std is the unbiased sample std.
-    group_size = 1 has no group to compare with: no baseline is subtracted (REINFORCE: the reward itself, or
-    divided by the batch's std), and `"group"` has no std to divide by, so it is refused."""
+    group_size = 1 has no group to compare with: `"none"` subtracts no baseline (REINFORCE: the reward itself),
+    `"batch"` whitens over the batch ((r - batch mean) / batch std: REINFORCE with the batch mean as baseline;
+    dividing uncentred rewards by a small std would blow them up), and `"group"`, with no spread to divide by, is
+    refused."""
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
     if group_size == 1 and scale == "group":
         raise ValueError("scale 'group' needs group_size >= 2 (a group of one has no spread); use 'batch' or 'none'")
     groups = rewards.view(-1, group_size)  # (P, G)
-    # a reply's own reward as its baseline would leave nothing: a group of one keeps its reward (no baseline)
-    centred = (groups - groups.mean(dim=1, keepdim=True)).flatten() if group_size > 1 else rewards.clone()
+    if group_size > 1:
+        centred = (groups - groups.mean(dim=1, keepdim=True)).flatten()
+    else:  # a reply's own reward as its baseline would leave nothing
+        centred = rewards - rewards.mean() if scale == "batch" else rewards.clone()
     if scale == "none":
         return centred
     if scale == "group":

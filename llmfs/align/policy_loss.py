@@ -48,8 +48,9 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
 
 def entropy(logits: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Mean entropy (nats) of the next-token distributions at the masked positions; logits (B, T, V). The
-    distribution is softmax(logits / temperature): the one replies are sampled from and the policy loss's
-    log-probabilities use (`token_logprobs`), as TRL divides the logits before its entropy."""
+    distribution is softmax(logits / temperature), the one the policy loss's log-probabilities use
+    (`token_logprobs`; sampling may truncate it further with top-p), as TRL divides the logits before its
+    entropy."""
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     return masked_mean(-(logp.exp() * logp).sum(-1), mask)
 

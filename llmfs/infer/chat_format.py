@@ -34,14 +34,24 @@ def llmfs_format(tokenizer) -> ChatFormat:
 def jinja_format(tokenizer, template: str, *, bos_token: str | None, eos_token: str | None,
                  stop_ids: Sequence[int]) -> ChatFormat:
     """A transformers-style Jinja chat template, rendered in the environment transformers gives it
-    (`_compile_jinja_template`): sandboxed, trim / lstrip blocks, `{% break %}` / `{% continue %}`, a `tojson`
-    that keeps non-ASCII text and does not HTML-escape, and the globals `raise_exception` and `strftime_now`."""
+    (`_compile_jinja_template`): sandboxed, trim / lstrip blocks, `{% break %}` / `{% continue %}`,
+    `{% generation %}` blocks (transformers marks assistant text with them; here they render their body), a
+    `tojson` that keeps non-ASCII text and does not HTML-escape, and the globals `raise_exception` and
+    `strftime_now`."""
     import datetime
     import json
 
-    from jinja2 import TemplateError
-    from jinja2.ext import loopcontrols
+    from jinja2 import TemplateError, nodes
+    from jinja2.ext import Extension, loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationBlock(Extension):  # transformers' AssistantTracker, less the tracking
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.Scope(body, lineno=lineno)
 
     def raise_exception(message):
         raise TemplateError(message)
@@ -49,7 +59,7 @@ def jinja_format(tokenizer, template: str, *, bos_token: str | None, eos_token: 
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, GenerationBlock])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)

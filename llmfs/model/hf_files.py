@@ -62,6 +62,11 @@ def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) 
         generation = dict(ckpt.extra.get("generation") or {})  # any model brought in by import_hf
         if generation.get("stop_ids"):  # its own end of text (Llama 3's <|end_of_text|>), not the first special
             eos_ids = list(generation["stop_ids"])
+            by_id = {i: t for t, i in _special_ids(ckpt.tokenizer_path).items()}
+            prefix = list(generation.get("prompt_prefix_ids") or [])
+            tok_config.update(eos_token=by_id.get(eos_ids[0], eot), bos_token=by_id.get(prefix[0]) if prefix else None,
+                              add_bos_token=bool(prefix))
+            eot_id = prefix[0] if prefix else None  # generation_config's bos_token_id
         if chat:
             shutil.copyfile(template, tmp / ck.TEMPLATE_FILE)
             tok_config["chat_template"] = template.read_text(encoding="utf-8").strip()
@@ -191,6 +196,11 @@ def _read_weights(d: Path) -> dict:
 def _special_tokens(tokenizer_json: Path) -> list[str]:
     doc = json.loads(tokenizer_json.read_text(encoding="utf-8"))
     return [t["content"] for t in doc.get("added_tokens", []) if t.get("special")]
+
+
+def _special_ids(tokenizer_json: Path) -> dict[str, int]:
+    doc = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    return {t["content"]: t["id"] for t in doc.get("added_tokens", []) if t.get("special")}
 
 
 def _token_id(tokenizer_json: Path, token: str | None) -> int | None:

@@ -185,7 +185,9 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
         n = len(prompts)
         seq_tokens = int((ro.sequences != pad).sum())  # prompt and reply tokens each update pass reads
         values = {"reward": float(rewards.mean()), "reward_std": float(rewards.std()) if n > 1 else 0.0,
-                  "zero_variance_groups": zero_variance_groups(rewards.cpu(), g.group_size),
+                  # (a group of one always has zero variance and still carries its reward: not logged)
+                  **({"zero_variance_groups": zero_variance_groups(rewards.cpu(), g.group_size)}
+                     if g.group_size > 1 else {}),
                   "reply_tokens": float(ro.reply_lengths.mean()), "ended": float(ro.ended.float().mean()),
                   "reward_errors": scorer.errors,
                   "rollout_tok_per_s": float(ro.mask.sum()) / max(t_rollout, 1e-9),  # replies sampled

@@ -69,9 +69,11 @@ def newest_checkpoint(run_dir: Path) -> Path:
     if (run_dir / "latest").is_file():
         candidates.append(run_dir / (run_dir / "latest").read_text(encoding="utf-8").strip())
 
-    def trained_steps(path: Path) -> int:  # -1 without resume state; ties keep final/ (listed first)
-        state = path / ck.TRAINER_FILE
-        return json.loads(state.read_text(encoding="utf-8"))["step"] if state.is_file() else -1
+    def trained_steps(path: Path) -> int:  # -1 without (readable) resume state; ties keep final/ (listed first)
+        try:
+            return int(json.loads((path / ck.TRAINER_FILE).read_text(encoding="utf-8"))["step"])
+        except (OSError, ValueError, KeyError, TypeError):  # opening it for the resume reports what is wrong
+            return -1
 
     return max(candidates, key=trained_steps)
 
@@ -306,8 +308,6 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                                      "or allow skips with train.max_skips")
             progress.tokens_seen += n_tokens
             tokens_since += n_tokens
-            if scaler is not None:
-                progress.grad_scaler = scaler.state_dict()  # what a checkpoint of this step resumes with
             done = progress.step = step + 1
             metrics.advance(done)
             if done % cadence.log_every == 0 or done == total:
@@ -333,6 +333,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                 stage.sample(done)
             stopping = stop_agreed(stop.requested)  # every rank stops after the same step
             if (cadence.save_every and done % cadence.save_every == 0 and done < total) or stopping:
+                progress.grad_scaler = scaler.state_dict() if scaler is not None else None  # saved with the step
                 last_saved = stage.save(done, False) or last_saved
                 if stopping:
                     if rt.dist.is_main:  # not progress output: shown even with --quiet
@@ -342,6 +343,7 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
             t_last += time.perf_counter() - paused
         metrics.log(total, stage.evaluate(total), kind="eval")
         stage.sample(total)
+        progress.grad_scaler = scaler.state_dict() if scaler is not None else None
         final = stage.save(total, True)
         metrics.message(f"saved {final}")
         return final_dir

@@ -220,11 +220,11 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         step_stats.clear()
         shuffle = torch.Generator().manual_seed(hash((recipe.run.seed, step, 2)) % 2**63)
 
-        per_epoch = -(-len(prompts) // p.minibatch_size)  # minibatches in one pass over the rollout
+        sizes = [min(p.minibatch_size, len(prompts) - k) for k in range(0, len(prompts), p.minibatch_size)]
 
-        def too_far() -> bool:  # after each epoch: stop once its mean approximate KL passed the bound
-            epoch_kl = step_stats["approx_kl"][-per_epoch:]
-            return p.max_approx_kl > 0 and sum(epoch_kl) / len(epoch_kl) > p.max_approx_kl
+        def too_far() -> bool:  # after each epoch: stop once its approximate KL (per reply) passed the bound
+            epoch_kl = step_stats["approx_kl"][-len(sizes):]  # one per minibatch of this pass
+            return p.max_approx_kl > 0 and sum(k * n for k, n in zip(epoch_kl, sizes)) / sum(sizes) > p.max_approx_kl
 
         last_result, finite, epochs = minibatch_passes(
             trained, optimizer, (ro.sequences, mask, adv, returns, old_logp, old_values), loss_fn, epochs=p.epochs,

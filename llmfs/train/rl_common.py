@@ -148,13 +148,17 @@ def minibatch_passes(trained: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      epochs: int, minibatch_size: int, generator: torch.Generator, rt, grad_clip: float,
                      scaler: torch.amp.GradScaler | None = None, stop_after_epoch=None):
     """`epochs` passes over the rollout rows in a fresh shuffled order each, one optimizer update per minibatch
-    (`train_step`: clipping, the non-finite guard, fp16's loss scaling); `tensors` are row-aligned. `stop_after_epoch()` is asked
-    after each pass (PPO's early stop on approximate KL). Returns (the StepResult of the last update, whether
-    every update was finite, passes made)."""
+    (`train_step`: clipping, the non-finite guard, fp16's loss scaling); `tensors` are row-aligned.
+    `stop_after_epoch()` is asked
+    after each pass (PPO's early stop on approximate KL). Returns (the StepResult of the last update, or of the
+    first one whose loss was not finite: under fp16's GradScaler that is what counts against train.max_skips;
+    whether every update was finite; passes made)."""
+    import math
+
     from llmfs.train.step import train_step
 
     n = tensors[0].shape[0]
-    finite, last, done = True, None, 0
+    finite, last, diverged, done = True, None, None, 0
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for k in range(0, n, minibatch_size):
@@ -162,10 +166,12 @@ def minibatch_passes(trained: torch.nn.Module, optimizer: torch.optim.Optimizer,
             last = train_step(trained, optimizer, [tuple(t[mb] for t in tensors)], loss_fn, autocast=rt.autocast,
                               grad_clip=grad_clip, scaler=scaler)
             finite = finite and last.finite
+            if diverged is None and not math.isfinite(last.loss):
+                diverged = last
         done += 1
         if stop_after_epoch is not None and stop_after_epoch():
             break
-    return last, finite, done
+    return diverged or last, finite, done
 
 
 def run_rl_loop(recipe, rt, trained: torch.nn.Module, optimizer: torch.optim.Optimizer, progress, metrics, *,

@@ -12,8 +12,9 @@ from llmfs.infer.chat_format import jinja_format
 from llmfs.tokenizer.byte import ByteTokenizer
 
 TEMPLATE = ("{%- for m in messages -%}{%- if m.role == 'system' -%}{%- continue -%}{%- endif -%}"
-            "{{ m.role }}={{ m.content | tojson }};{%- if loop.index == 3 -%}{%- break -%}{%- endif -%}"
-            "{%- endfor -%}{{ strftime_now('%Y') }}")
+            "{%- if m.role == 'assistant' -%}{% generation %}{{ m.role }}={{ m.content | tojson }};{% endgeneration %}"
+            "{%- else -%}{{ m.role }}={{ m.content | tojson }};{%- endif -%}"
+            "{%- if loop.index == 3 -%}{%- break -%}{%- endif -%}{%- endfor -%}{{ strftime_now('%Y') }}")
 MESSAGES = [{"role": "system", "content": "x"}, {"role": "user", "content": "café <b>"},
             {"role": "assistant", "content": "a & b"}, {"role": "user", "content": "never shown"}]
 
@@ -23,7 +24,7 @@ def render(template: str) -> str:
     return tok.decode(jinja_format(tok, template, bos_token=None, eos_token=None, stop_ids=()).render_prompt(MESSAGES))
 
 
-def test_loop_controls_tojson_and_strftime_now_as_in_transformers():
+def test_loop_controls_generation_blocks_tojson_and_strftime_now_as_in_transformers():
     # transformers' tojson keeps non-ASCII and does not HTML-escape (jinja's own writes \u003c and \u0026)
     year = datetime.datetime.now().strftime("%Y")
     assert render(TEMPLATE) == f'user="café <b>";assistant="a & b";{year}'

@@ -200,7 +200,12 @@ def test_an_imported_llama3_style_base_model_prompts_and_stops_as_transformers_d
     assert row["prompt_tokens"] == ids.shape[1]
     assert row["new_tokens"] == len(new) and row["completion"] == tok.decode([i for i in new if i != end])
     assert main(["export", "hf", str(tmp_path / "ours"), str(tmp_path / "again")]) == 0
-    assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["eos_token_id"] == [end]
+    assert json.loads((tmp_path / "again" / "generation_config.json").read_text()) == {"eos_token_id": [end],
+                                                                                       "bos_token_id": bos}
+    again = json.loads((tmp_path / "again" / "tokenizer_config.json").read_text())
+    assert (again["eos_token"], again["bos_token"]) == ("<|end_of_text|>", "<|begin_of_text|>")
+    ids_again = transformers.AutoTokenizer.from_pretrained(tmp_path / "again")("the cat").input_ids
+    assert ids_again == ids[0].tolist()  # transformers reads the exported tokenizer as the original
 
 
 def test_import_of_a_chat_template_without_an_end_of_reply_token_is_refused(tmp_path, tokenizer_json, capsys):
