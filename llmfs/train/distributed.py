@@ -43,6 +43,10 @@ def wrap_model(model: torch.nn.Module, parallel: str, rt: Runtime) -> torch.nn.M
     for layer in model.layers:
         fully_shard(layer, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
+    if model.cfg.n_experts > 0:
+        # as DDP's find_unused_parameters above: an expert with no token on one rank and some on another would
+        # give the ranks reduce-scatters of different sizes (a hang); zeros stand in for the missing gradients
+        model.set_reduce_scatter_unused_params(True)
     return model
 
 
