@@ -25,7 +25,9 @@ from llmfs.errors import DataError
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".parquet")
 DEFAULT_CACHE_DIR = Path(".llmfs_cache") / "datasets"  # documented in README.md (Data) and the CLI help
-HUB_KEYS = ("config",)
+HUB_KEYS = ("config", "split")
+# a missing local file with one of these endings is a typo, not a hub name ("teknium/OpenHermes-2.5" is one)
+DATA_SUFFIXES = (".txt", ".text", ".md", ".json", ".jsonl", ".parquet", ".csv", ".tsv", ".gz", ".zst", ".arrow")
 
 
 def is_table(path: Path) -> bool:
@@ -51,21 +53,24 @@ def expand(spec: str | Path) -> list[str | Path]:
         return list(files)
     text = str(spec)
     name = text.partition("?")[0]
-    looks_like_hub = name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).suffix
+    looks_like_hub = (name.count("/") == 1 and not name.startswith((".", "/", "~"))
+                      and Path(name).suffix.lower() not in DATA_SUFFIXES)
     if not looks_like_hub:
         raise DataError(f"{spec}: input not found; give an existing file or folder, or a hub dataset as owner/name")
     parse_hub(text)
     return [text]
 
 
-def parse_hub(spec: str) -> tuple[str, str | None]:
-    """`"openai/gsm8k?config=main"` -> `("openai/gsm8k", "main")`; `"owner/name"` -> `("owner/name", None)`."""
+def parse_hub(spec: str) -> tuple[str, str | None, str | None]:
+    """`"openai/gsm8k?config=main&split=test"` -> `("openai/gsm8k", "main", "test")`; `"owner/name"` ->
+    `("owner/name", None, None)`. A split named in the spec wins over the one the stage reads (so
+    `data.valid = "openai/gsm8k?config=main&split=test"` holds out gsm8k's test split, not its train split)."""
     name, _, query = spec.partition("?")
     values = dict(parse_qsl(query, keep_blank_values=True))
     unknown = sorted(set(values) - set(HUB_KEYS))
     if unknown:
         raise DataError(f"{spec}: unknown parameter '{unknown[0]}' for a hub dataset (allowed: {', '.join(HUB_KEYS)})")
-    return name, values.get("config") or None
+    return name, values.get("config") or None, values.get("split") or None
 
 
 def is_local(source: str | Path) -> bool:
@@ -98,7 +103,8 @@ def read_rows(source: str | Path, *, split: str = "train", cache_dir: str | Path
         except Exception as e:  # datasets raises many types for a malformed file; each becomes one clear line
             raise DataError(f"{source}: cannot read as {builder} ({_first_line(e)})") from None
         return
-    name, config = parse_hub(source)
+    name, config, named_split = parse_hub(source)
+    split = named_split or split
     try:
         yield from datasets.load_dataset(name, config, split=split, streaming=True, cache_dir=cache)
     except Exception as e:  # offline (ConnectionError), unknown name, no such split or config: one clear line

@@ -152,6 +152,15 @@ def test_hub_dataset_through_datasets_with_split_config_and_cache(monkeypatch, c
                                 split="test", cache_dir=cache))
     assert records == [{"prompt": "1+1?", "answer": "2"}]
     assert calls == [("openai/gsm8k", "main", {"split": "test", "streaming": True, "cache_dir": str(cache)})]
+    # a split named in the spec wins: an explicit validation source reads its own split, not "train"
+    list(iter_records("openai/gsm8k?config=main&split=test", required=["prompt"], fields={"prompt": "question"},
+                      cache_dir=cache))
+    assert calls[-1] == ("openai/gsm8k", "main", {"split": "test", "streaming": True, "cache_dir": str(cache)})
+    # a dot in the name is a hub name ("teknium/OpenHermes-2.5"), a data file's ending is a missing local file
+    list(iter_records("teknium/OpenHermes-2.5", required=["prompt"], fields={"prompt": "question"}, cache_dir=cache))
+    assert calls[-1][:2] == ("teknium/OpenHermes-2.5", None)
+    with pytest.raises(DataError, match=r"data/train.jsonl: input not found"):
+        iter_records("data/train.jsonl", required=["prompt"], cache_dir=cache)
     with pytest.raises(DataError, match=r"hub dataset openai/gsm8k\?config=main: rows have no 'messages' field"):
         iter_records("openai/gsm8k?config=main", required=["messages"], cache_dir=cache)
     with pytest.raises(DataError, match=r"owner/x\?revision=1: unknown parameter 'revision' for a hub dataset"):
