@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llmfs.atomic import write_text_atomic
 from llmfs.errors import DataError
 from llmfs.tokenizer.patterns import PATTERNS
 
@@ -94,15 +95,15 @@ def save(tok, directory: str | Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     doc = to_json(tok)
     text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-    (out / TOKENIZER_FILE).write_text(text, encoding="utf-8")
-    (out / "vocab.json").write_text(json.dumps(doc["model"]["vocab"], ensure_ascii=False, indent=0) + "\n",
-                                    encoding="utf-8")
+    # each file replaced whole (write beside, fsync, rename): an interrupted save never leaves a torn tokenizer.json
+    write_text_atomic(out / TOKENIZER_FILE, text)
+    write_text_atomic(out / "vocab.json", json.dumps(doc["model"]["vocab"], ensure_ascii=False, indent=0) + "\n")
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in doc["model"]["merges"]]  # GPT-2's merges.txt format
-    (out / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(out / "merges.txt", "\n".join(lines) + "\n")
     from llmfs.tokenizer.chat import CHAT_TEMPLATE_JINJA, TEMPLATE_FILE, has_chat_tokens
 
     if has_chat_tokens(tok):  # the chat template travels with the tokenizer that has its tokens
-        (out / TEMPLATE_FILE).write_text(CHAT_TEMPLATE_JINJA + "\n", encoding="utf-8")
+        write_text_atomic(out / TEMPLATE_FILE, CHAT_TEMPLATE_JINJA + "\n")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

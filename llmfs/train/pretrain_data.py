@@ -170,8 +170,10 @@ def prepare_shards(data: DataConfig, tokenizer, tokenizer_sha: str, run_dir: Pat
             (d / SOURCE_FILE).write_text(json.dumps(source), encoding="utf-8")
             shards = TokenShards(d)
             if shards.num_tokens == 0:
-                raise DataError(f"{spec}: the {split} split holds no documents; add data or raise "
-                                "data.valid_fraction")
+                fix = ("add data, or hold out the end of the text with data.valid_split = \"tail\" (a hash split "
+                       "puts each whole document on one side, and a text file without <|endoftext|> lines is one "
+                       "document)" if data.valid_split == "hash" else "add data or raise data.valid_fraction")
+                raise DataError(f"{spec}: the {split} split holds no documents; {fix}")
             out.append(shards)
     return train, valid
 

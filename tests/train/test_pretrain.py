@@ -392,7 +392,8 @@ def test_one_document_text_file_trains_with_a_tail_validation_split(tmp_path):
              for i in range(400)]
     corpus.write_text("".join(lines), encoding="utf-8")
     sources = f'data.sources={{"{corpus}" = 1.0}}'
-    with pytest.raises(LlmfsError, match=r"play.txt: the (train|valid) split holds no documents"):
+    with pytest.raises(LlmfsError, match=r"play.txt: the (train|valid) split holds no documents; add data, or "
+                                         r"hold out the end of the text with data.valid_split = \"tail\""):
         run(tiny(tmp_path, sources, "train.max_steps=4", "schedule.warmup_steps=2"), quiet=True)
     final = run(tiny(tmp_path, sources, "train.max_steps=4", "schedule.warmup_steps=2", 'data.valid_split="tail"',
                      "data.valid_fraction=0.1"), force=True, quiet=True)

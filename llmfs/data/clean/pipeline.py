@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from llmfs.atomic import write_text_atomic
 from llmfs.config import to_dict
 from llmfs.data.clean.config import CleanConfig
 from llmfs.data.clean.dedup import Deduplicator, band_keys
@@ -33,7 +34,6 @@ from llmfs.data.clean.document import DocumentSteps, Outcome
 from llmfs.data.clean.inputs import Document, iter_inputs
 from llmfs.data.clean.report import Tally, build_report
 from llmfs.data.clean.state import fingerprint, load_state, open_outputs, save_state
-from llmfs.data.tables import is_local
 from llmfs.errors import DataError
 
 CLEAN, DROPPED, INDEX, REPORT = "clean.jsonl", "dropped.jsonl", "dedup_index.jsonl", "report.json"
@@ -51,7 +51,8 @@ def run(inputs: list[str], out: str | Path, cfg: CleanConfig, *, workers: int = 
     if workers < 1:
         raise DataError(f"--workers {workers}: must be at least 1")
     out = Path(out)
-    names = [str(Path(i).resolve()) if is_local(Path(i)) else str(i) for i in inputs]
+    # local inputs by absolute path (the same run from another directory); hub names and builtin: specs as given
+    names = [str(Path(i).resolve()) if Path(i).exists() else str(i) for i in inputs]
     outputs = (CLEAN, INDEX) + ((DROPPED,) if cfg.write_dropped else ())
     docs = iter_inputs(inputs, split=cfg.split, field=field, cache_dir=cache_dir, hint=hint,
                        html_to_text=cfg.normalize.enabled and cfg.normalize.html)  # inputs checked here
@@ -69,13 +70,15 @@ def run(inputs: list[str], out: str | Path, cfg: CleanConfig, *, workers: int = 
             save_state(out, files, state)  # from here on OUT is a resumable run
         _clean(itertools.islice(docs, resumed_from, None), cfg, dedup, tally, files, state, out,
                workers=workers, quiet=quiet, stop_after=stop_after)
+        # the report before the state says done: a crash between the two resumes (with nothing left to clean)
+        # and writes both again, instead of refusing a finished run whose report.json is missing
+        report = build_report(tally, cfg, names, str(out), resumed_from)
+        write_text_atomic(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         state["done"] = True
         save_state(out, files, state)
     finally:
         for f in files.values():
             f.close()
-    report = build_report(tally, cfg, names, str(out), resumed_from)
-    (out / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
 
 
