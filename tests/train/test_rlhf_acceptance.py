@@ -19,6 +19,14 @@ Rerun 2026-12-05 evening with recipes/small.toml at `matmul_precision = "medium"
 minutes with the machine slowed by other load): SFT exact match 0.945, #9 99.97%, PPO passed, but the SFT model
 started GRPO at 0.780 (outside the 10-60% window; GRPO took it to 0.905-0.925), so small.toml went back to the
 default "high". A harder GRPO task would let the chain use "medium"; not done.
+
+Rerun 2026-12-06 on a 2-core AMD EPYC VM (the runs above were on an Intel Xeon with AMX), small.toml at "high",
+90 minutes: SFT exact match 0.955, #9 passed, #10 passed (0.847 -> 2.306), #11 failed its window again: the SFT
+model started at 0.880 (-> 0.92 after 300 iterations). The pretraining code computes the same bits as the
+validated commit (9e4b8e2; checked on a short run, one thread), so it is most likely the CPU: another GEMM kernel, other rounding, another
+SFT model, and this task's starting point swings between 0.535 and 0.88 with it. The whole of level 4 (with
+products) starts at 0.555 on the AMD model but GRPO moved it only to 0.595 in 150 iterations (stopped): not a
+replacement as it stands. docs/bench/rlhf.md has the figures.
 """
 
 from __future__ import annotations
