@@ -129,7 +129,9 @@ class Runtime:
         if self.device.type == "cuda":
             return " (TF32 matmuls)"
         if self.device.type == "cpu" and self.matmul_precision == "medium":
-            return (" (fp32 matmuls with bf16 inputs)" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else
+            # "may": oneDNN decides per product (an AMX Xeon takes bf16 inputs for small ones; an AVX512-BF16
+            # EPYC was seen to keep a 64 x 48 product exact)
+            return (" (fp32 matmuls may take bf16 inputs)" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else
                     " (matmul_precision 'medium': no bf16 hardware on this CPU, matmuls stay fp32)")
         return ""
 
