@@ -40,7 +40,7 @@ def export_hf(checkpoint: str | Path, out: str | Path, arch: str | None = None) 
     out = Path(out)
     if out.exists():
         raise LlmfsError(f"{out}: already exists; choose another output directory or delete it")
-    tokens = _special_tokens(ckpt.tokenizer_path)
+    tokens = list(_special_ids(ckpt.tokenizer_path))
     eot = tokens[0] if tokens else None
     template = ckpt.path / ck.TEMPLATE_FILE
     chat = template.is_file()  # a chat model: replies end at <|end|>, so generation stops there too
@@ -193,12 +193,8 @@ def _read_weights(d: Path) -> dict:
     return state
 
 
-def _special_tokens(tokenizer_json: Path) -> list[str]:
-    doc = json.loads(tokenizer_json.read_text(encoding="utf-8"))
-    return [t["content"] for t in doc.get("added_tokens", []) if t.get("special")]
-
-
 def _special_ids(tokenizer_json: Path) -> dict[str, int]:
+    """The special tokens of a tokenizer.json and their ids, in the file's order."""
     doc = json.loads(tokenizer_json.read_text(encoding="utf-8"))
     return {t["content"]: t["id"] for t in doc.get("added_tokens", []) if t.get("special")}
 

@@ -224,7 +224,8 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
 
         def too_far() -> bool:  # after each epoch: stop once its approximate KL (per reply) passed the bound
             epoch_kl = step_stats["approx_kl"][-len(sizes):]  # one per minibatch of this pass
-            return p.max_approx_kl > 0 and sum(k * n for k, n in zip(epoch_kl, sizes)) / sum(sizes) > p.max_approx_kl
+            mean_kl = sum(kl_mb * n for kl_mb, n in zip(epoch_kl, sizes)) / sum(sizes)
+            return p.max_approx_kl > 0 and mean_kl > p.max_approx_kl
 
         last_result, finite, epochs = minibatch_passes(
             trained, optimizer, (ro.sequences, mask, adv, returns, old_logp, old_values), loss_fn, epochs=p.epochs,
