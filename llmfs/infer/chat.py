@@ -224,13 +224,13 @@ def run(checkpoint: str, *, sampling: dict, system: str | None, seed: int, devic
     import sys
 
     from llmfs.infer.load import load_model
-    from llmfs.infer.weight_layout import decode_layout
+    from llmfs.infer.decode_linear import use_decode_linears
     from llmfs.runtime import resolve_device
 
     cfg = from_dict(SamplingConfig, sampling, source="chat options")
     dev = resolve_device(device or "auto")
     model, tok, ckpt = load_model(checkpoint, device=dev)
-    decode_layout(model)  # CPU: weights laid out for fast matrix-vector products (weight_layout.py)
+    use_decode_linears(model)  # CPU: decode-time products over row blocks of the weights (decode_linear.py)
     fmt = chat_format(tok, ckpt)  # llmfs's template, or an imported model's own; a base model is refused
     decoder = None
     if compile:

@@ -38,7 +38,7 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
         compile: bool = False) -> None:
     from llmfs.infer.load import load_model
     from llmfs.infer.text import TextCompletion, TextStream, encode, generate_text, generation_settings
-    from llmfs.infer.weight_layout import decode_layout
+    from llmfs.infer.decode_linear import use_decode_linears
     from llmfs.runtime import resolve_device
 
     cfg = from_dict(SamplingConfig, sampling, source="generate options")
@@ -48,7 +48,7 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
     dev = resolve_device(device or "auto")
     model, tok, ckpt = load_model(checkpoint, device=dev)
     prefix, stop_ids = generation_settings(ckpt)
-    decode_layout(model)  # CPU: weights laid out for fast matrix-vector products (weight_layout.py)
+    use_decode_linears(model)  # CPU: decode-time products over row blocks of the weights (decode_linear.py)
     g = torch.Generator(device=dev).manual_seed(seed)
     decoder = None
     if compile:

@@ -9,7 +9,7 @@ import torch
 from llmfs.infer.compiled_decode import CompiledDecoder, GraphDecodeCache
 from llmfs.infer.generate import decode_steps, generate
 from llmfs.infer.sampling import SamplingConfig
-from llmfs.infer.weight_layout import decode_layout
+from llmfs.infer.decode_linear import use_decode_linears
 from tests.model.test_kv_cache import CONFIGS, make
 
 from .test_generate import GREEDY, PROMPTS
@@ -44,8 +44,8 @@ def test_fixed_shape_cache_generates_what_the_default_cache_generates(name):
 def test_compiled_step_matches_eager_and_compiles_once_per_batch_size():
     from torch._dynamo.utils import counters
 
-    # GQA, a sliding window and sinks: the mask logic is all exercised; weights laid out as `llmfs generate` has them
-    m = decode_layout(make(CONFIGS["window_sinks"]))
+    # GQA, a sliding window and sinks: the mask logic is all exercised; linears as `llmfs generate` has them
+    m = use_decode_linears(make(CONFIGS["window_sinks"]))
     decoder = CompiledDecoder(m)
     counters.clear()
     assert generate(m, PROMPTS, GREEDY, decoder=decoder) == generate(m, PROMPTS, GREEDY)

@@ -1,0 +1,71 @@
+"""use_decode_linears: the same model (Parameters, state_dict, tie), decode-step products through row blocks of the
+weights that agree with F.linear, greedy tokens unchanged for every attention configuration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmfs.infer.decode_linear import MAX_ROWS, RowBlockLinear, row_block_product, use_decode_linears
+from llmfs.infer.generate import generate
+from llmfs.infer.sampling import SamplingConfig
+from tests.model.test_kv_cache import CONFIGS, make
+
+PROMPTS = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10]]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, MAX_ROWS])
+@pytest.mark.parametrize(("d_out", "blocks"), [(12, 2), (12, 4), (13, 2), (13, 3), (7, 7)])
+def test_row_block_product_equals_f_linear(n, d_out, blocks):
+    g = torch.Generator().manual_seed(n * 100 + d_out)
+    w = torch.randn(d_out, 9, generator=g)
+    rows = torch.randn(n, 9, generator=g)
+    y = row_block_product(w, rows, blocks)
+    assert y.shape == (n, d_out) and y.is_contiguous()
+    torch.testing.assert_close(y, F.linear(rows, w), atol=1e-6, rtol=1e-6)
+
+
+def test_module_keeps_the_parameters_and_adds_the_bias():
+    lin = nn.Linear(6, 10, bias=True)
+    m = RowBlockLinear(lin, 3)
+    assert m.weight is lin.weight and m.bias is lin.bias
+    assert list(m.state_dict()) == list(lin.state_dict())
+    x = torch.randn(2, 3, 6)  # (B, T, in): 6 rows, the row-block path
+    torch.testing.assert_close(m(x), lin(x), atol=1e-6, rtol=1e-6)
+    big = torch.randn(2, MAX_ROWS, 6)  # more than MAX_ROWS rows: F.linear itself, the same bits as training
+    assert torch.equal(m(big), lin(big))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("tie", [True, False])
+def test_same_model_logits_and_tokens(name, tie):
+    before = make({**CONFIGS[name], "tie_embeddings": tie})
+    after = make({**CONFIGS[name], "tie_embeddings": tie})
+    params = dict(after.named_parameters())
+    assert use_decode_linears(after, blocks=2) is after
+    assert not any(type(m) is nn.Linear for m in after.modules())  # every projection (router included) swapped
+    assert any(isinstance(m, RowBlockLinear) for m in after.modules())
+    assert dict(after.named_parameters()) == params  # the same Parameter objects under the same names
+    for (k, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert (after.lm_head.weight is after.embed_tokens.weight) == tie
+    x = torch.randint(0, 17, (1, MAX_ROWS), generator=torch.Generator().manual_seed(3))  # row-block path
+    torch.testing.assert_close(after(x).logits, before(x).logits, atol=1e-5, rtol=1e-5)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=8)
+    assert generate(after, PROMPTS, greedy) == generate(before, PROMPTS, greedy)
+
+
+def test_what_is_left_alone():
+    m = make(CONFIGS["classic"])
+    head = nn.Linear(m.cfg.d_model, 1)  # a reward model's score: fewer rows than blocks
+    m.add_module("score", head)
+    use_decode_linears(m, blocks=2)
+    assert m.score is head
+    other = make(CONFIGS["mha_rope"])
+    other.layers[0].self_attn.q_proj.weight.data = other.layers[0].self_attn.q_proj.weight.data.t().contiguous().t()
+    use_decode_linears(other, blocks=2)
+    assert type(other.layers[0].self_attn.q_proj) is nn.Linear  # a non-contiguous weight has no row-block views
+    assert isinstance(other.layers[0].self_attn.k_proj, RowBlockLinear)
