@@ -172,6 +172,19 @@ def test_arithmetic_ops_restrict_the_operations(ops, symbols):
     assert valid and not valid & train
 
 
+def test_arithmetic_digits_replace_the_operand_size():
+    import re
+
+    rs = records("builtin:arithmetic?n=200&level=2&digits=3")
+    numbers = [int(x) for r in rs for x in re.findall(r"\d+", r["expression"])]
+    assert min(numbers[::2]) >= 100 and max(numbers) <= 999  # every left operand has three digits
+    assert {c for r in rs for c in r["expression"] if c in "+-*"} == {"+", "-"}
+    assert all(evaluate(r["expression"]) == int(r["answer"]) >= 0 for r in rs)
+    assert records("builtin:arithmetic?n=50&level=4&digits=0") == records("builtin:arithmetic?n=50&level=4")
+    with pytest.raises(Exception, match="digits"):
+        records("builtin:arithmetic?n=5&digits=4")
+
+
 def items_of(prompt: str) -> list[str]:
     tail = prompt.split(": ", 1)[1] if ": " in prompt else prompt.split("? ", 1)[1]
     return tail.split(" (")[0].split(", ")

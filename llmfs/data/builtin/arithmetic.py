@@ -167,21 +167,24 @@ def parse_ops(ops: str) -> str:
 
 
 def generate(split: str = "train", seed: int = 0, n: int = 1000, level: int = 0, valid_fraction: float = 0.1,
-             max_level: int = 3, ops: str = "") -> Iterator[dict]:
+             max_level: int = 3, ops: str = "", digits: int = 0) -> Iterator[dict]:
     """`n` records `{"prompt", "answer", "level", "expression", "task"}` of one split.
 
     `level=0` mixes levels 1..`max_level` evenly; a level from 1 to 5 fixes it. `ops` (e.g. "mul", "add,sub")
-    replaces the levels' operations, e.g. `level=3&ops=mul`: two-digit numbers times one digit only. The split
+    replaces the levels' operations, e.g. `level=3&ops=mul`: two-digit numbers times one digit only; `digits`
+    (1-3) replaces their operand size, e.g. `level=2&digits=3`: sums and differences of three-digit numbers. The split
     still hashes the expression, so a problem held out here is held out of `builtin:instructions` too.
     """
     if level not in (0, *LEVELS):
         raise ValueError(f"level must be 0 (mixed) or one of {sorted(LEVELS)}, got {level}")
+    if digits not in (0, 1, 2, 3):
+        raise ValueError(f"digits must be 0 (each level's own) or 1 to 3, got {digits}")
     symbols = parse_ops(ops)
     rng = random.Random(f"arithmetic/{seed}")
     produced = 0
     while produced < n:
         lvl = level or rng.randint(1, max_level)
-        shape = dataclasses.replace(LEVELS[lvl], ops=symbols) if symbols else LEVELS[lvl]
+        shape = dataclasses.replace(LEVELS[lvl], ops=symbols or LEVELS[lvl].ops, digits=digits or LEVELS[lvl].digits)
         expr, value = expression(rng, shape)
         if not wanted(expr, split, valid_fraction):
             continue
