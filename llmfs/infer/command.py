@@ -48,7 +48,7 @@ def run(checkpoint: str, *, prompts: Sequence[str], file: str | None, sampling: 
     dev = resolve_device(device or "auto")
     model, tok, ckpt = load_model(checkpoint, device=dev)
     prefix, stop_ids = generation_settings(ckpt)
-    use_decode_linears(model)  # CPU: decode-time products over row blocks of the weights (decode_linear.py)
+    model = use_decode_linears(model)  # CPU: decode-time products over row blocks (decode_linear.py)
     g = torch.Generator(device=dev).manual_seed(seed)
     decoder = None
     if compile:

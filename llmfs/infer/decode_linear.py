@@ -2,7 +2,7 @@
 product over row blocks of the weight matrix, `torch.bmm(W.view(blocks, out / blocks, in), x^T)`, instead of
 `F.linear(x, W)`'s single product. The same Parameters (the tie of a tied lm_head included), the same
 state_dict, the same values up to float rounding; only the kernel changes. More than `MAX_ROWS` rows (a prompt's
-prefill, an uncached forward) go through `F.linear`, exactly as in training.
+prefill, an uncached forward, unless they are that short) go through `F.linear`, exactly as in training.
 
 Why: a decode step at batch 1 is a matrix-vector product per weight matrix, bound by how fast the weights stream
 from memory. On torch 2.13's CPU build, `F.linear` with one row runs these products at 11-16 GB/s on a 2-core
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAX_ROWS = 16  # decode steps of up to 16 sequences; a prefill (batch x prompt length rows) takes F.linear
+MAX_ROWS = 16  # decode steps of up to 16 sequences; a longer prefill (batch x prompt length rows) takes F.linear
 
 
 def row_block_product(w: torch.Tensor, rows: torch.Tensor, blocks: int) -> torch.Tensor:

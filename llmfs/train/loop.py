@@ -135,6 +135,12 @@ def peak_flops(rt: Runtime, seconds: float = 0.2) -> float | None:
     return measure_matmul_flops(rt.device, dtype, seconds=seconds)
 
 
+def model_flops_utilization(flops_per_token: float, tokens_per_s: float, peak: float, devices: int) -> float:
+    """MFU: the model FLOP/s each device achieves over one device's measured matmul peak. `tokens_per_s` counts the
+    whole global batch (every process's tokens), so it is shared out over the `devices` first."""
+    return flops_per_token * tokens_per_s / devices / peak
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneTrainConfig:
     """The `[train]` section of the stages that start from a checkpoint and step through batches (sft, reward)."""
@@ -315,11 +321,13 @@ def train_loop(trained: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: R
                 tps = tokens_since / max(time.perf_counter() - t_last, 1e-9)
                 values = {"loss": result.loss, "lr": lr, "grad_norm": result.grad_norm, "tok_per_s": tps}
                 if peak and stage.flops_per_token:
-                    if stage.flops_per_token * tps > peak and not peak_rechecked:
+                    mfu = model_flops_utilization(stage.flops_per_token, tps, peak, rt.dist.world_size)
+                    if mfu > 1 and not peak_rechecked:
                         # above the peak: the start-up measurement came out low (another process had the CPU
                         # then); measure once more, longer, and keep the higher (not counted in tok_per_s)
                         peak, peak_rechecked = max(peak, peak_flops(rt, seconds=1.0) or 0.0), True
-                    values["mfu"] = stage.flops_per_token * tps / peak
+                        mfu = model_flops_utilization(stage.flops_per_token, tps, peak, rt.dist.world_size)
+                    values["mfu"] = mfu
                 if result.aux_loss:
                     values["moe_aux"] = result.aux_loss  # load-balancing + z terms, as added to the loss
                     values["moe_z"] = result.z_loss

@@ -131,3 +131,15 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys, tokenizer_json):
     save_model(tmp_path / "learned", tokenizer_json, position="learned")
     code, _, err = gen(capsys, str(tmp_path / "learned"), "-p", "the cat", "--max-new-tokens", "40")
     assert code == 2 and "learned positions end at max_seq_len = 32" in err and err.count("\n") == 1
+
+
+def test_generate_decodes_through_row_block_linears(run_dir, capsys, monkeypatch):
+    """`llmfs generate` on CPU swaps the model's linears for decode_linear.py's (its decode speed depends on it)."""
+    import llmfs.infer.decode_linear as dl
+
+    seen = []
+    real = dl.use_decode_linears
+    monkeypatch.setattr(dl, "use_decode_linears", lambda model, *a, **k: seen.append(real(model, *a, **k)) or seen[-1])
+    code, out, _ = gen(capsys, run_dir, "-p", "the cat", "--max-new-tokens", "4", "--temperature", "0")
+    assert code == 0 and len(seen) == 1
+    assert any(isinstance(m, dl.RowBlockLinear) for m in seen[0].modules())

@@ -113,6 +113,14 @@ def test_a_start_up_peak_that_came_out_low_is_measured_again(tmp_path, monkeypat
     assert all(0 < r["mfu"] < 1 for r in train), [r["mfu"] for r in train]
 
 
+def test_mfu_is_per_device_over_one_device_peak():
+    from llmfs.train.loop import model_flops_utilization
+
+    # 6e6 FLOPs per token at 1,000 tokens/s over the global batch of 2 processes: 3e9 FLOP/s each, peak 1e10
+    assert model_flops_utilization(6e6, 1000.0, 1e10, devices=2) == pytest.approx(0.3)
+    assert model_flops_utilization(6e6, 1000.0, 1e10, devices=1) == pytest.approx(0.6)
+
+
 def test_stop_and_resume_is_bitwise_identical(tmp_path):
     import shutil
 

@@ -10,6 +10,7 @@ A level fixes the operand size, the operations and the number of steps:
 | 4     | 2 digits | + - *      | 2     | (23 + 9) * 4       |
 | 5     | 3 digits | + - *      | 3     | ((312 - 45) + 80) * 3 |
 
+`ops=` (e.g. `add,sub`) and `digits=` (1-3) replace a level's operations and operand size.
 Multiplication always takes a one-digit right operand, and subtraction never goes below zero, so answers stay
 small non-negative integers a small model can learn to write. Each prompt asks for the reply to end with
 `Answer: N`, the format the `exact_match` and `format` rewards read (`llmfs/align/rewards.py`).
@@ -172,7 +173,8 @@ def generate(split: str = "train", seed: int = 0, n: int = 1000, level: int = 0,
 
     `level=0` mixes levels 1..`max_level` evenly; a level from 1 to 5 fixes it. `ops` (e.g. "mul", "add,sub")
     replaces the levels' operations, e.g. `level=3&ops=mul`: two-digit numbers times one digit only; `digits`
-    (1-3) replaces their operand size, e.g. `level=2&digits=3`: sums and differences of three-digit numbers. The split
+    (1-3) replaces their operand size, e.g. `level=2&digits=3`: three-digit numbers plus a three-digit number or
+    minus one up to their own size (a subtrahend is drawn from 0 to the running value, as at every level). The split
     still hashes the expression, so a problem held out here is held out of `builtin:instructions` too.
     """
     if level not in (0, *LEVELS):
