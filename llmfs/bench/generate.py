@@ -16,7 +16,7 @@ Bandwidth floor: a decode step at batch 1 reads every matmul weight once (fp32: 
 with a large fp32 matrix-vector product (on CPU a matrix of twice the last-level cache, at least 256 MiB; the
 best of `a @ x` and generation's own row-block product, 8192 columns wide and as wide as the model's rows),
 before and after each size's runs; the floor takes the higher of the two, because on a shared VM the bandwidth
-moves by a fifth between minutes (docs/bench/generate.md) and a floor from an unlucky moment would flatter the
+moves by a fifth to a half between minutes (docs/bench/generate.md) and a floor from an unlucky moment would flatter the
 decode.
 """
 
