@@ -65,8 +65,13 @@ class RewardModel(nn.Module):
                 segment_ids: torch.Tensor | None = None):
         """input_ids (B, T), index (B,) of each row's scored position (its `<|end|>`), start (B,) of each row's
         first reply id (needed when likelihood_coef > 0) -> (rewards (B,) float32, backbone output, whose MoE aux
-        terms the training step adds)."""
-        out = self.backbone(input_ids, segment_ids=segment_ids, return_hidden=True, return_logits=False)
+        terms the training step adds). Rows are right-padded: the ids after `index` are padding, which an MoE
+        backbone does not route (`token_mask`)."""
+        keep = None
+        if segment_ids is None:
+            keep = torch.arange(input_ids.shape[1], device=input_ids.device)[None] <= index[:, None]  # (B, T)
+        out = self.backbone(input_ids, segment_ids=segment_ids, return_hidden=True, return_logits=False,
+                            token_mask=keep)
         rewards = self.head(out.hidden, index).float()  # hidden (B, T, D) -> (B,)
         if self.likelihood_coef > 0:
             if start is None:

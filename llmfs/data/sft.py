@@ -91,21 +91,25 @@ def _targets(ex: Example) -> list[int]:
     return [i if m else IGNORE for i, m in zip(ex.ids[1:], ex.mask[1:])]
 
 
-def pad_batch(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, None]:
-    """x, y (B, T) with T = the longest example's inputs; pads after each conversation."""
+def pad_batch(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, None, torch.Tensor]:
+    """x, y (B, T) with T = the longest example's inputs; pads after each conversation. The last item, keep
+    (B, T) bool, is False at the pads (an MoE model does not route them: `token_mask`)."""
     T = max(len(e.ids) for e in examples) - 1
     x = torch.full((len(examples), T), pad_id, dtype=torch.long)
     y = torch.full((len(examples), T), IGNORE, dtype=torch.long)
+    keep = torch.zeros((len(examples), T), dtype=torch.bool)
     for r, e in enumerate(examples):
         n = len(e.ids) - 1
         x[r, :n] = torch.tensor(e.ids[:-1])
         y[r, :n] = torch.tensor(_targets(e))
-    return x, y, None
+        keep[r, :n] = True
+    return x, y, None, keep
 
 
 def pack_batch(examples: list[Example], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor,
-                                                                              torch.Tensor]:
-    """x, y, segments (R, seq_len): conversations placed first fit into as few rows as that gives."""
+                                                                              torch.Tensor, torch.Tensor]:
+    """x, y, segments, keep (R, seq_len): conversations placed first fit into as few rows as that gives; keep is
+    False on each row's pad tail."""
     rows: list[list[Example]] = []
     space: list[int] = []
     for e in examples:
@@ -129,7 +133,8 @@ def pack_batch(examples: list[Example], seq_len: int, pad_id: int) -> tuple[torc
             seg[r, at:at + n] = k
             at += n
         seg[r, at:] = len(row)  # the pad tail is a segment of its own
-    return x, y, seg
+    keep = seg < torch.tensor([len(row) for row in rows])[:, None]  # (R, seq_len) False on the pad tail
+    return x, y, seg, keep
 
 
 def batch_indices(step: int, batch_size: int, n: int, seed: int, first_epoch: np.ndarray | None = None

@@ -67,9 +67,21 @@ class MoE(nn.Module):
             return None
         return math.ceil(self.capacity_factor * n_tokens * self.top_k / self.n_experts)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, MoEStats]:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, MoEStats]:
+        """x (..., D) -> (..., D), MoEStats. `keep` (...) bool, False at padding: those tokens are left out of
+        routing (no expert, no capacity slot, no share of the aux / z losses or the load) and get a zero output;
+        HF's Mixtral leaves padding out of its aux loss through the attention mask the same way."""
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (N, D)
+        if keep is None:
+            out, stats = self._route(x)
+            return out.reshape(shape), stats
+        rows = keep.reshape(-1).nonzero().squeeze(1)  # (n,) the real tokens
+        routed, stats = self._route(x[rows])
+        return x.new_zeros(x.shape).index_copy(0, rows, routed).reshape(shape), stats
+
+    def _route(self, x: torch.Tensor) -> tuple[torch.Tensor, MoEStats]:
+        """x (N, D) -> (N, D), MoEStats over these N tokens."""
         N, k, E = x.shape[0], self.top_k, self.n_experts
         logits = self.router(x).to(torch.promote_types(x.dtype, torch.float32))  # (N, E); routing in >= fp32
         weights, chosen = logits.softmax(dim=-1).topk(k, dim=-1)  # (N, k), (N, k)
@@ -104,4 +116,4 @@ class MoE(nn.Module):
             out.index_add_(0, idx, y)
         if self.shared_expert is not None:
             out = out + self.shared_expert(x)
-        return out.reshape(shape), MoEStats(aux, z, load, dropped)
+        return out, MoEStats(aux, z, load, dropped)

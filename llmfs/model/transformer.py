@@ -53,10 +53,10 @@ class Block(nn.Module):
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.dropout, self.training) if self.dropout > 0 else x
 
-    def forward(self, x, rope, mask, cache=None):  # x (B, T, D) -> (B, T, D), MoEStats | None
+    def forward(self, x, rope, mask, cache=None, keep=None):  # x (B, T, D) -> (B, T, D), MoEStats | None
         x = x + self._drop(self.self_attn(self.input_layernorm(x), rope, mask, cache))
         h = self.post_attention_layernorm(x)
-        y, stats = self.mlp(h) if self.is_moe else (self.mlp(h), None)
+        y, stats = self.mlp(h, keep) if self.is_moe else (self.mlp(h), None)
         return x + self._drop(y), stats
 
 
@@ -123,7 +123,7 @@ class Transformer(nn.Module):
     # ----------------------------------------------------------------------------------------- forward
     def forward(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, cache=None, return_hidden: bool = False,
-                return_logits: bool = True) -> TransformerOutput:
+                return_logits: bool = True, token_mask: torch.Tensor | None = None) -> TransformerOutput:
         """input_ids (B, T) -> TransformerOutput.
 
         position_ids (B, T): by default arange(T), or restarting at each segment when segment_ids is given
@@ -133,6 +133,8 @@ class Transformer(nn.Module):
         cache: a StaticKVCache / RollingKVCache, appended to in place (see kv_cache.py).
         return_hidden: also return the final-norm hidden states (reward / value heads read them).
         return_logits: False skips lm_head (a (B, T, V) matmul) when only hidden states are needed.
+        token_mask (B, T) bool, False at padding: MoE layers do not route those tokens (moe.py); dense layers
+        ignore it. Padding must come after each row's tokens (causal attention then never reads it).
         """
         B, T = input_ids.shape
         cfg = self.cfg
@@ -161,7 +163,7 @@ class Transformer(nn.Module):
         rope = self.embed_positions.rotary(positions, x.dtype)  # (cos, sin) each (B|1, T, H|1, Dh), or None
         stats = []
         for layer in self.layers:
-            x, s = layer(x, rope, mask, cache)
+            x, s = layer(x, rope, mask, cache, token_mask)
             if s is not None:
                 stats.append(s)
         if cache is not None:

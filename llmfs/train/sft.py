@@ -163,8 +163,9 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
     world, rank = rt.dist.world_size, rt.dist.rank
 
     def make_batch(examples):
-        x, y, seg = pack_batch(examples, seq_len, pad_id) if recipe.data.packing else pad_batch(examples, pad_id)
-        return x.to(rt.device), y.to(rt.device), None if seg is None else seg.to(rt.device)
+        x, y, seg, keep = (pack_batch(examples, seq_len, pad_id) if recipe.data.packing
+                           else pad_batch(examples, pad_id))
+        return x.to(rt.device), y.to(rt.device), None if seg is None else seg.to(rt.device), keep.to(rt.device)
 
     def batches(step: int):
         idx = batch_indices(step, recipe.data.batch_size, len(train_ex), recipe.run.seed, first_epoch)
@@ -174,8 +175,8 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
         micro = [(*make_batch(mine[k * micro_rows:(k + 1) * micro_rows]), scale) for k in range(accum)]
         return micro, sum(len(e.ids) - 1 for e in mine) * world
 
-    def loss_fn(m, x, y, seg, scale):
-        out = m(x, segment_ids=seg)
+    def loss_fn(m, x, y, seg, keep, scale):
+        out = m(x, segment_ids=seg, token_mask=keep)  # MoE: the pads are not routed
         nll = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
         return nll * scale, out
 
@@ -185,9 +186,9 @@ def run(recipe: SFTRecipe, *, resume: bool = False, force: bool = False, device:
         try:
             nll, n = torch.zeros((), dtype=torch.float64), 0
             for k in range(0, len(valid_ex), micro_rows):
-                x, y, seg = make_batch(valid_ex[k:k + micro_rows])
+                x, y, seg, keep = make_batch(valid_ex[k:k + micro_rows])
                 with rt.autocast():
-                    logits = model(x, segment_ids=seg).logits
+                    logits = model(x, segment_ids=seg, token_mask=keep).logits
                 nll += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE,
                                        reduction="sum").double().cpu()
                 n += int((y != IGNORE).sum())

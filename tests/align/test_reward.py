@@ -110,3 +110,20 @@ def test_likelihood_term_adds_the_language_models_mean_reply_logprob(tmp_path, t
                    tokenizer_json=tmp_path / "tok" / "tokenizer.json", extra={"likelihood_coef": 2.0})
     loaded, tok, _ = load_reward_model(path)
     torch.testing.assert_close(score(loaded, tok, [p for p, _ in talks], [r for _, r in talks]), got)
+
+
+def test_an_moe_backbone_does_not_route_the_padding():
+    """Right-padded rows: the expert load of the batch is the real tokens' (each row alone, weighted by its
+    length), and every reward equals the row's alone."""
+    cfg = dataclasses.replace(CFG, n_experts=4, top_k=2)
+    m = RewardModel(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    rows = [tuple(render_reply(TOK, [{"role": "user", "content": p}], r, 32)[0])
+            for p, r in (("hi", "hello there"), ("2+2?", "4"))]
+    alone = [m(torch.tensor([r]), torch.tensor([len(r) - 1])) for r in rows]
+    ids, mask = pad_rows(rows, pad_id=0)
+    rewards, out = m(ids, last_index(mask))
+    torch.testing.assert_close(rewards, torch.cat([r for r, _ in alone]))
+    n = torch.tensor([len(r) for r in rows], dtype=torch.float32)
+    for layer, load in enumerate(out.expert_load):
+        want = sum(o.expert_load[layer] * k for (_, o), k in zip(alone, n)) / n.sum()
+        torch.testing.assert_close(load, want)

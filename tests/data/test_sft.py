@@ -53,9 +53,10 @@ def test_records_are_checked_and_named():
 def test_padded_targets_by_hand():
     ex = Example(ids=(1, 2, 3, 4), mask=(False, False, True, True), task="", difficulty=0)
     short = Example(ids=(5, 6), mask=(False, True), task="", difficulty=0)
-    x, y, seg = pad_batch([ex, short], pad_id=0)
+    x, y, seg, keep = pad_batch([ex, short], pad_id=0)
     assert seg is None
     assert x.tolist() == [[1, 2, 3], [5, 0, 0]]
+    assert keep.tolist() == [[True, True, True], [True, False, False]]
     assert y.tolist() == [[IGNORE, 3, 4], [6, IGNORE, IGNORE]]
 
 
@@ -63,7 +64,8 @@ def test_pack_first_fit_by_hand():
     a = Example((1, 2, 3, 4, 5), (False,) * 3 + (True,) * 2, "", 0)  # 4 inputs
     b = Example((6, 7, 8, 9), (False, False, True, True), "", 0)  # 3 inputs
     c = Example((10, 11, 12), (False, True, True), "", 0)  # 2 inputs
-    x, y, seg = pack_batch([a, b, c], seq_len=6, pad_id=0)
+    x, y, seg, keep = pack_batch([a, b, c], seq_len=6, pad_id=0)
+    assert keep.tolist() == [[True] * 6, [True, True, True, False, False, False]]
     assert x.tolist() == [[1, 2, 3, 4, 10, 11], [6, 7, 8, 0, 0, 0]]
     assert y.tolist() == [[IGNORE, IGNORE, 4, 5, 11, 12], [IGNORE, 8, 9, IGNORE, IGNORE, IGNORE]]
     assert seg.tolist() == [[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]]
@@ -86,8 +88,8 @@ def test_packed_and_padded_give_the_same_losses(position):
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="none").view(y.shape)
 
     with torch.no_grad():
-        xp, yp, _ = pad_batch(examples, pad_id=0)
-        xk, yk, sk = pack_batch(examples, seq_len=96, pad_id=0)
+        xp, yp, _, _ = pad_batch(examples, pad_id=0)
+        xk, yk, sk, _ = pack_batch(examples, seq_len=96, pad_id=0)
         assert xk.shape[0] < xp.shape[0]  # packing saved rows
         lp, lk = per_token(xp, yp, None), per_token(xk, yk, sk)
         mean_p = lp[yp != IGNORE].mean()

@@ -104,3 +104,20 @@ def test_capacity_prefers_first_choices():
     w = moe.router(x).softmax(-1).max(-1).values[:, None]  # first-choice weight after renormalising over 2
     torch.testing.assert_close(y[:2], w[:2] * moe.experts[0](x[:2]))
     torch.testing.assert_close(y[2:], w[2:] * moe.experts[1](x[2:]))
+
+
+def test_padding_left_out_of_routing_losses_and_capacity():
+    # 2 rows of 5 tokens, the second row's last 3 are padding. With keep, the layer must act exactly as on the
+    # 7 real tokens alone: same outputs there, zero at the pads, and the same aux, z, load and drops (capacity
+    # counts real tokens: ceil(1.0 * 7 * 2 / 4) = 4 slots per expert, not ceil(1.0 * 10 * 2 / 4) = 5).
+    moe = MoE(cfg(capacity_factor=1.0, shared_expert=True))
+    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+    keep = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    y, stats = moe(x, keep)
+    alone, want = moe(x[keep])  # (7, D)
+    torch.testing.assert_close(y[keep], alone)
+    assert torch.equal(y[~keep], torch.zeros(3, 8))
+    for name in ("aux_loss", "z_loss", "expert_load", "dropped"):
+        torch.testing.assert_close(getattr(stats, name), getattr(want, name))
+    _, unmasked = moe(x)  # the pads would otherwise count
+    assert not torch.allclose(unmasked.expert_load, want.expert_load)

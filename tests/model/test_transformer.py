@@ -199,3 +199,26 @@ def test_cuda_matches_cpu(kw):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         low = m(x.to("cuda")).logits.float().cpu()
     torch.testing.assert_close(low, ref, atol=5e-2, rtol=5e-2)
+
+
+def test_token_mask_keeps_padding_out_of_moe_routing():
+    """A right-padded row with token_mask routes like the same row without its padding: same logits at the real
+    positions and the same aux / z losses, expert loads and drops (capacity counts real tokens only)."""
+    from llmfs.config import from_dict
+    from llmfs.model.config import ModelConfig
+    from llmfs.model.transformer import Transformer
+
+    cfg = from_dict(ModelConfig, dict(vocab_size=32, max_seq_len=16, d_model=16, n_layers=2, n_heads=2, d_ff=32,
+                                      n_experts=4, top_k=2, capacity_factor=1.0))
+    m = Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    ids = torch.randint(1, 32, (1, 6), generator=torch.Generator().manual_seed(1))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)  # (1, 10)
+    keep = torch.arange(10)[None] < 6
+    a, b = m(ids), m(padded, token_mask=keep)
+    torch.testing.assert_close(b.logits[:, :6], a.logits)
+    torch.testing.assert_close(b.aux_loss, a.aux_loss)
+    torch.testing.assert_close(b.z_loss, a.z_loss)
+    for la, lb in zip(a.expert_load, b.expert_load):
+        torch.testing.assert_close(lb, la)
+    assert [int(d) for d in b.dropped] == [int(d) for d in a.dropped]
+    assert not torch.allclose(m(padded).aux_loss, a.aux_loss)  # without the mask the pads are routed

@@ -142,6 +142,23 @@ def test_loss_is_the_token_mean_of_the_global_batch(tmp_path, base, change):
     assert [r["loss"] for r in rows(b.parent)] == pytest.approx([r["loss"] for r in rows(a.parent)], abs=1e-5)
 
 
+def test_moe_padding_is_not_routed(tmp_path):
+    """An MoE model trained on padded batches matches the same batches packed (no padding inside a
+    conversation's rows): the pads take no part in routing, so the balance loss and the training agree."""
+    save(ByteTokenizer(), tmp_path / "tok")
+    cfg = ModelConfig(vocab_size=257, max_seq_len=64, d_model=32, n_layers=2, n_heads=4, n_experts=4, top_k=2)
+    net = Transformer(cfg, generator=torch.Generator().manual_seed(0))
+    moe_base = ck.save(tmp_path / "ckpt", kind="causal_lm", model_config=dataclasses.asdict(cfg),
+                       state_dict=net.state_dict(), tokenizer_json=tmp_path / "tok" / "tokenizer.json")
+    common = ["train.max_steps=4", "train.save_every=0", "log.every=1", "eval.baseline=false"]
+    p = recipe_file(tmp_path / "r", moe_base)
+    packed = rows(run(load_recipe(p, SFTRecipe, common + ["run.name=packed"]), quiet=True).parent)
+    padded = rows(run(load_recipe(p, SFTRecipe, common + ["run.name=padded", "data.packing=false"]),
+                      quiet=True).parent)
+    assert [r["moe_aux"] for r in padded] == pytest.approx([r["moe_aux"] for r in packed], abs=1e-6)
+    assert [r["loss"] for r in padded] == pytest.approx([r["loss"] for r in packed], abs=1e-5)
+
+
 def test_preflight_refuses_end_of_turn_as_padding():
     tok = with_chat_tokens(ByteTokenizer())
     cfg = ModelConfig(vocab_size=261, max_seq_len=16, d_model=16, n_layers=1, n_heads=2)
