@@ -17,13 +17,17 @@ with a large fp32 matrix-vector product (on CPU a matrix of twice the last-level
 best of `a @ x` and generation's own row-block product, 8192 columns wide and as wide as the model's rows),
 before and after each size's runs; the floor takes the higher of the two, because on a shared VM the bandwidth
 moves by a fifth to a half between minutes (docs/bench/generate.md) and a floor from an unlucky moment would flatter the
-decode.
+decode. Since that highest measurement is also the floor's luckiest minute, batch-1 llmfs rows also report the
+median of `pairs` pairs of (floor, decode) measured seconds apart ("of floor, paired"). Cached rows report the
+bandwidth the decode achieves, weights plus KV cache read per step over the step time ("weights+KV GB/s"): on a GPU
+the figure to set against the device's bandwidth.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -88,44 +92,72 @@ def floor_matrix_rows(cols: int = 8192, cache_bytes: int | None = None) -> int:
     return -(-matrix_bytes // (4 * cols))
 
 
+class MatvecProbe:
+    """The floor's fp32 (rows x cols) @ (cols,) product, allocated once so it can be measured again and again
+    (`measure`), e.g. between decode runs. On CPU it is timed two ways: `a @ x` in one call, and generation's own
+    row-block product (`llmfs/infer/decode_linear.py`) over 4 MiB slices of the matrix. On a 2-core EPYC the
+    first streams at about 20 GB/s (one core's worth of traffic), the second at 25-45 GB/s: a floor from the
+    first alone would flatter a decode that uses the second. On CUDA the device is synchronised around each
+    product. `rows` defaults to 8192 on accelerators and, on CPU, to `floor_matrix_rows` (a matrix bigger than
+    the caches)."""
+
+    def __init__(self, rows: int | None = None, cols: int = 8192, device: torch.device | str = "cpu"):
+        from llmfs.infer.decode_linear import row_block_product
+
+        self.device = torch.device(device)
+        if rows is None:
+            rows = floor_matrix_rows(cols) if self.device.type == "cpu" else 8192
+        self.a = torch.full((rows, cols), 0.5, device=self.device)  # values do not matter to the timing
+        x = torch.randn(cols, device=self.device)
+        a = self.a
+        self.ways = [lambda: a @ x]
+        if self.device.type == "cpu":
+            blocks = max(2, torch.get_num_threads())
+            step = max(blocks, (4 << 20) // (4 * cols) // blocks * blocks)  # rows per 4 MiB slice, whole blocks
+            slices = [a[i: i + step] for i in range(0, rows, step)]
+            x_rows = x.view(1, cols)
+
+            def row_blocks():
+                for w in slices:
+                    row_block_product(w, x_rows, blocks)
+            self.ways.append(row_blocks)
+
+    def measure(self, seconds: float = 0.6) -> float:
+        """Bytes/s: matrix bytes over the fastest single product seen in `seconds` per way."""
+        best = float("inf")
+        for way in self.ways:
+            for _ in range(3):
+                way()
+            sync(self.device)
+            t_end = time.perf_counter() + seconds
+            while time.perf_counter() < t_end:
+                t0 = time.perf_counter()
+                way()
+                sync(self.device)
+                best = min(best, time.perf_counter() - t0)
+        return self.a.numel() * 4 / best
+
+
 def matvec_bandwidth(seconds: float = 0.6, rows: int | None = None, cols: int = 8192,
                      device: torch.device | str = "cpu") -> float:
-    """Bytes/s of an fp32 (rows x cols) @ (cols,) product: matrix bytes / time, the best over several runs and,
-    on CPU, over two ways of computing it: `a @ x` in one call, and generation's own row-block product
-    (`llmfs/infer/decode_linear.py`) over 4 MiB slices of the matrix. On a 2-core EPYC the first streams at
-    about 20 GB/s (one core's worth of traffic), the second at 25-39 GB/s: a floor from the first alone would
-    flatter a decode that uses the second. On CUDA the device is synchronised around each product. `rows`
-    defaults to 8192 on accelerators and, on CPU, to `floor_matrix_rows` (a matrix bigger than the caches)."""
-    from llmfs.infer.decode_linear import row_block_product
+    """Bytes/s of the floor's matrix-vector product, measured once (`MatvecProbe`)."""
+    return MatvecProbe(rows, cols, device).measure(seconds)
 
-    device = torch.device(device)
-    if rows is None:
-        rows = floor_matrix_rows(cols) if device.type == "cpu" else 8192
-    a = torch.full((rows, cols), 0.5, device=device)  # values do not matter to the timing; `full` is one pass
-    x = torch.randn(cols, device=device)
-    ways = [lambda: a @ x]
-    if device.type == "cpu":
-        blocks = max(2, torch.get_num_threads())
-        step = max(blocks, (4 << 20) // (4 * cols) // blocks * blocks)  # rows per 4 MiB slice, whole blocks
-        slices = [a[i: i + step] for i in range(0, rows, step)]
-        x_rows = x.view(1, cols)
 
-        def row_blocks():
-            for w in slices:
-                row_block_product(w, x_rows, blocks)
-        ways.append(row_blocks)
-    best = float("inf")
-    for way in ways:
-        for _ in range(3):
-            way()
-        sync(device)
-        t_end = time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            way()
-            sync(device)
-            best = min(best, time.perf_counter() - t0)
-    return a.numel() * 4 / best
+def kv_bytes_per_step(cfg, batch: int, prompt_len: int, new_tokens: int, *, slots: int | None = None,
+                      element_bytes: int = 4) -> float:
+    """Bytes of KV cache a decode step reads, averaged over the N - 1 decode steps of one call: step j (1..N-1)
+    attends over prompt_len + j slots (keys and values, every layer, every row), so the mean is prompt_len + N / 2;
+    a cache that always attends over a fixed number of `slots` (the compiled step's static cache: max_seq_len)
+    reads that many. A sliding window's mask hides slots but the kernels still read the slice they are given."""
+    mean_slots = slots if slots is not None else prompt_len + new_tokens / 2
+    return 2 * cfg.n_layers * cfg.kv_heads * cfg.head_dim * mean_slots * element_bytes * batch
+
+
+def _median(values: list[float]) -> float:
+    """The median of the values that are numbers (a disturbed decode timing gives NaN); NaN if none is."""
+    numbers = sorted(v for v in values if v == v)
+    return statistics.median(numbers) if numbers else float("nan")
 
 
 def _hf_model(model, workdir: Path):
@@ -176,14 +208,34 @@ def _best(calls: dict, repeats: int) -> tuple[dict, dict]:
     return times, outs
 
 
+def paired_utilization(call, t1: float, new_tokens: int, weight_bytes: int, probes, pairs: int,
+                       seconds: float) -> float:
+    """Batch-1 decode against a floor measured next to it: `pairs` times, the floor's bandwidth (the best of the
+    probes over `seconds` each) and then one timed call of N new tokens; each pair gives decode tok/s / floor
+    tok/s, and the median of the pairs is returned. On a shared VM the bandwidth moves by a third between
+    minutes: the floor taken before and after a size's runs (its highest) compares the decode with the best
+    minute of the floor; a pair compares both in the same few seconds."""
+    utils = []
+    for _ in range(pairs):
+        floor_tok_s = max(p.measure(seconds) for p in probes) / weight_bytes
+        t0 = time.perf_counter()
+        call()
+        utils.append(decode_rate(1, new_tokens, t1, time.perf_counter() - t0) / floor_tok_s)
+    return _median(utils)
+
+
 def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens: int | None = None,
         hf: bool = True, progress=None, device: torch.device | str = "cpu", compile: bool = False,
-        bandwidth_rows: int | None = None) -> dict:
+        bandwidth_rows: int | None = None, pairs: int = 5, pair_seconds: float = 0.25) -> dict:
     """{"bandwidth_gb_s", "rows": one dict per (size, batch, engine)}. `progress(row)` sees each row.
-    Batch-1 rows carry `bandwidth_util` = decode tok/s / the bandwidth floor. Weights stay fp32 on every
-    device (the floor counts 4 bytes per weight). `compile` adds the engine "llmfs compiled" (the compiled
-    decode step of llmfs/infer/compiled_decode.py; its compilation happens in the warm-up call).
-    `bandwidth_rows`: rows of the floor's matrix (default: `matvec_bandwidth`'s; tests pass a small one)."""
+    Batch-1 rows carry `bandwidth_util` = decode tok/s / the bandwidth floor (its highest measurement around
+    the size's runs) and, for llmfs's engines, `bandwidth_util_paired` (`paired_utilization`, `pairs` pairs).
+    Rows of cached engines carry `read_gb_s`: the bytes a decode step reads (the matmul weights once, plus
+    every row's KV cache, `kv_bytes_per_step`) times decode steps per second, to set against the floor's
+    bandwidth. Weights stay fp32 on every device (the floor counts 4 bytes per weight). `compile` adds the engine
+    "llmfs compiled" (the compiled decode step of llmfs/infer/compiled_decode.py; its compilation happens in the
+    warm-up call). `bandwidth_rows`: rows of the floor's matrix (default: `MatvecProbe`'s; tests pass a small
+    one)."""
     from llmfs.infer.compiled_decode import CompiledDecoder
     from llmfs.infer.decode_linear import use_decode_linears
 
@@ -198,8 +250,8 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
         size_rows = []
         size = SIZES[name]
         # the floor's matrix 8192 wide and as wide as the model's rows: the higher bandwidth of the two counts
-        widths = sorted({8192, size.model["d_model"]})
-        before = max(matvec_bandwidth(rows=bandwidth_rows, cols=c, device=device) for c in widths)
+        probes = [MatvecProbe(bandwidth_rows, c, device) for c in sorted({8192, size.model["d_model"]})]
+        before = max(p.measure() for p in probes)
         model = build(size).to(device)
         weight_bytes = model.active_matmul_params() * 4
         n = new_tokens or size.new_tokens
@@ -227,6 +279,9 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
                         break
                     more, _ = _best(again, repeats)
                     times.update({key: min(times[key], t) for key, t in more.items()})
+                paired = {e: paired_utilization(calls[(e, n)], times[(e, 1)], n, weight_bytes, probes, pairs,
+                                                pair_seconds)
+                          for e in engines if B == 1 and pairs and e in ("llmfs", "llmfs compiled")}
                 for e in engines:
                     t1, tn, k = times[(e, 1)], times[(e, steps[e])], steps[e]
                     row = {"size": name, "batch": B, "engine": e, "params": model.num_params(),
@@ -235,9 +290,16 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
                            "decode_tok_s": decode_rate(B, k, t1, tn),
                            "same_tokens": outs[(e, k)] == outs[("llmfs", n)] if k == n else
                            all(a == b[:k] for a, b in zip(outs[(e, k)], outs[("llmfs", n)]))}
+                    if e != "llmfs no-cache":  # the uncached path re-runs the sequence: no cache to read
+                        slots = model.cfg.max_seq_len if e == "llmfs compiled" else None
+                        read = weight_bytes + kv_bytes_per_step(model.cfg, B, size.prompt_len, k, slots=slots)
+                        row["read_gb_s"] = row["decode_tok_s"] / B * read / 1e9
+                    if e in paired:
+                        row["bandwidth_util_paired"] = paired[e]
                     size_rows.append(row)
         # after this size: the floor takes the higher of the two
-        after = max(matvec_bandwidth(rows=bandwidth_rows, cols=c, device=device) for c in widths)
+        after = max(p.measure() for p in probes)
+        del probes
         bandwidths += [before, after]
         for row in size_rows:
             row["floor_tok_s"] = max(before, after) / weight_bytes
@@ -258,7 +320,11 @@ def summary(result: dict) -> list[str]:
             continue
         hf = by.get((size, batch, "transformers"))
         vs_hf = f"{r['decode_tok_s'] / hf['decode_tok_s']:.2f}x transformers" if hf else "transformers not run"
-        floor = f", {r['decode_tok_s'] / r['floor_tok_s']:.0%} of the bandwidth floor" if batch == 1 else ""
+        floor = ""
+        if batch == 1:
+            floor = f", {r['decode_tok_s'] / r['floor_tok_s']:.0%} of the bandwidth floor"
+            if "bandwidth_util_paired" in r:
+                floor += f" ({r['bandwidth_util_paired']:.0%} of a floor measured next to it)"
         lines.append(f"- {size}, batch {batch}: {engine} decode {r['decode_tok_s']:,.0f} tok/s = {vs_hf}{floor}")
     return lines
 
@@ -268,8 +334,11 @@ COLUMNS = (rep.Column("size", "size"), rep.Column("batch", "batch"), rep.Column(
            rep.Column("prompt_len", "prompt"), rep.Column("new_tokens", "new"),
            rep.Column("prefill_tok_s", "prefill tok/s", ",.0f"), rep.Column("decode_tok_s", "decode tok/s", ",.0f"),
            rep.Column("floor_tok_s", "floor tok/s (B=1)", ",.0f"),
+           rep.Column("bandwidth_util", "of floor", ".0%"),
+           rep.Column("bandwidth_util_paired", "of floor, paired", ".0%"),
+           rep.Column("read_gb_s", "weights+KV GB/s", ".1f"),
            rep.Column("same_tokens", "tokens equal llmfs", lambda r: "yes" if r["same_tokens"] else "no"))
-METRICS = ("prefill_tok_s", "decode_tok_s", "bandwidth_util")
+METRICS = ("prefill_tok_s", "decode_tok_s", "bandwidth_util", "bandwidth_util_paired", "read_gb_s")
 
 
 def format_table(rows: list[dict]) -> str:
@@ -286,12 +355,13 @@ def report(sizes=None, *, quick: bool = False, new_tokens: int | None = None, hf
     hf_installed = importlib.util.find_spec("transformers") is not None
     env = environment(torch.device(device), "float32")  # before the run: its load average is the other jobs'
     result = run(sizes, repeats=1 if quick else 3, new_tokens=new_tokens, hf=hf and hf_installed,
-                 progress=progress, device=device, compile=compile)
+                 progress=progress, device=device, compile=compile, pairs=1 if quick else 5)
     env["bandwidth_gb_s"] = result["bandwidth_gb_s"]
     notes = [f"fp32 matvec bandwidth {result['bandwidth_gb_s_min']:.1f}-{result['bandwidth_gb_s']:.1f} GB/s, the best of "
              "one product and generation's row-block products, 8192 wide and model-wide, before and after each "
              "size; floor = the higher of the two / fp32 weight bytes; "
-             f"best of {1 if quick else 3} interleaved runs",
+             f"best of {1 if quick else 3} interleaved runs; paired = the median over {1 if quick else 5} "
+             "(floor, decode) pairs measured seconds apart",
              *(line.removeprefix("- ") for line in summary(result))]
     if hf and not hf_installed:
         notes.append("transformers is not installed: no peer comparison (pip install 'llmfs[hf]')")

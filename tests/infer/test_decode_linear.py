@@ -27,15 +27,30 @@ def test_row_block_product_equals_f_linear(n, d_out, blocks):
     torch.testing.assert_close(y, F.linear(rows, w), atol=1e-6, rtol=1e-6)
 
 
-def test_module_keeps_the_parameters_and_adds_the_bias():
-    lin = nn.Linear(6, 10, bias=True)
+@pytest.mark.parametrize("n", [1, 6])
+def test_module_keeps_the_parameters_and_adds_the_bias(n):
+    lin = nn.Linear(6, 10, bias=True)  # 10 rows in 3 blocks: 9 in the blocks, 1 through F.linear, both biased
     m = RowBlockLinear(lin, 3)
     assert m.weight is lin.weight and m.bias is lin.bias
     assert list(m.state_dict()) == list(lin.state_dict())
-    x = torch.randn(2, 3, 6)  # (B, T, in): 6 rows, the row-block path
-    torch.testing.assert_close(m(x), lin(x), atol=1e-6, rtol=1e-6)
-    big = torch.randn(2, MAX_ROWS, 6)  # more than MAX_ROWS rows: F.linear itself, the same bits as training
-    assert torch.equal(m(big), lin(big))
+    x = torch.randn(1, 1, 6) if n == 1 else torch.randn(2, 3, 6)  # (B, T, in): n rows, the row-block path
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x), lin(x), atol=1e-6, rtol=1e-6)
+        big = torch.randn(2, MAX_ROWS, 6)  # more than MAX_ROWS rows: F.linear itself, the same bits as training
+        assert torch.equal(m(big), lin(big))
+    with torch.no_grad():  # an in-place update of the Parameters reaches the blocks (views, not copies)
+        lin.weight.mul_(-2.0)
+        lin.bias.add_(1.0)
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x), lin(x), atol=1e-6, rtol=1e-6)
+        blocks = m._w_blocks
+        m._w_blocks = torch.zeros_like(blocks)  # the decode path reads the blocks: rows 0-8 become the bias
+        assert torch.equal(m(x)[..., :9], lin.bias[:9].expand(*x.shape[:-1], 9))
+        m._w_blocks = blocks
+    y = m(x)  # with gradients on (nothing that generates does this): F.linear, so gradients reach the Parameters
+    assert torch.equal(y, lin(x))
+    y.sum().backward()
+    assert lin.weight.grad is not None and lin.bias.grad is not None
 
 
 @torch.no_grad()
