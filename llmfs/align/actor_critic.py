@@ -9,10 +9,11 @@
                               critic): it starts out knowing which replies score well, so the first advantages
                               are not the noise of a fresh head
 
-`forward(ids)` -> (policy output with `.logits`, values (B, T)): the value at position t estimates the return
-from the action taken there (emitting token t + 1), the same alignment as the log-probabilities
-(`llmfs/align/rollout.py`). Checkpoints keep the policy in model.safetensors (generate and chat read it) and
-the rest (`value_head.*`, `value_backbone.*`) in value.safetensors (`VALUE_FILE`).
+`forward(ids, token_mask=None)` -> (policy output with `.logits`, values (B, T)): the value at position t
+estimates the return from the action taken there (emitting token t + 1), the same alignment as the
+log-probabilities (`llmfs/align/rollout.py`); token_mask is the rollout's `keep`. Checkpoints keep the policy in
+model.safetensors (generate and chat read it) and the rest (`value_head.*`, `value_backbone.*`) in
+value.safetensors (`VALUE_FILE`).
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ class ActorCritic(nn.Module):
                 self.value_backbone.lm_head = None  # its logits are never used
             self.value_head = ScalarHead(policy.cfg.d_model, generator=generator)
 
-    def forward(self, ids: torch.Tensor):
-        out = self.policy(ids, return_hidden=self.value_backbone is None)
+    def forward(self, ids: torch.Tensor, token_mask: torch.Tensor | None = None):
+        """token_mask (B, T) bool, False at padding: not routed by MoE layers (policy and value backbone)."""
+        out = self.policy(ids, return_hidden=self.value_backbone is None, token_mask=token_mask)
         hidden = out.hidden if self.value_backbone is None else \
-            self.value_backbone(ids, return_hidden=True, return_logits=False).hidden
+            self.value_backbone(ids, return_hidden=True, return_logits=False, token_mask=token_mask).hidden
         return out, self.value_head(hidden).float()  # (B, T, D) -> (B, T)
 
     def split_state(self, state: dict) -> tuple[dict, dict]:

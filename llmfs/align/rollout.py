@@ -5,6 +5,9 @@ Layout, for N sequences of longest length L:
     sequences (N, L)       prompt ids, reply ids (the end-of-turn id included when the reply ended), pads
     mask      (N, L - 1)   1.0 where sequences[:, t + 1] is a reply token: the positions whose logits chose an
                            action; every per-token RL tensor (logprobs, values, rewards, advantages) uses it
+    keep      (N, L)       True at each row's prompt and reply tokens, False at its right padding: passed to
+                           the policy, reference and value models as `token_mask`, so MoE layers do not route
+                           padding (no expert, no capacity slot, no share of the balance losses)
 `token_logprobs(model, sequences)` gives log pi(sequences[:, t + 1] | sequences[:, :t + 1]) at the same positions.
 """
 
@@ -31,6 +34,17 @@ class Rollout:
     @property
     def reply_lengths(self) -> torch.Tensor:
         return self.mask.sum(1)
+
+    @property
+    def keep(self) -> torch.Tensor:
+        """(N, L) bool, False at padding (module docstring)."""
+        return token_keep([p + len(r) for p, r in zip(self.prompt_lengths, self.replies)], self.sequences.shape[1],
+                          self.sequences.device)
+
+
+def token_keep(lengths: Sequence[int], width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, width) bool: True at the first lengths[i] positions of row i (its tokens), False after (padding)."""
+    return torch.arange(width, device=device)[None] < torch.tensor(list(lengths), device=device)[:, None]
 
 
 def layout(prompts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]], pad_id: int,
@@ -68,14 +82,15 @@ def token_logprobs(logits: torch.Tensor, sequences: torch.Tensor, temperature: f
 
 @torch.no_grad()
 def score_logprobs(model: torch.nn.Module, sequences: torch.Tensor, *, temperature: float, batch_size: int,
-                   autocast=None) -> torch.Tensor:
-    """token_logprobs of a whole rollout without gradients, `batch_size` rows per forward."""
+                   autocast=None, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """token_logprobs of a whole rollout without gradients, `batch_size` rows per forward; `keep` (N, L) the
+    rollout's `keep` (padding is not routed by MoE layers), None: every position is a token."""
     import contextlib
 
     out = []
     for i in range(0, sequences.shape[0], batch_size):
         rows = sequences[i:i + batch_size]
         with (autocast() if autocast is not None else contextlib.nullcontext()):
-            logits = model(rows).logits
+            logits = model(rows, token_mask=None if keep is None else keep[i:i + batch_size]).logits
         out.append(token_logprobs(logits, rows, temperature))
     return torch.cat(out)

@@ -94,6 +94,13 @@ def _needs_counts(cfg: SamplingConfig) -> bool:
     return cfg.repetition_penalty != 1.0 or cfg.frequency_penalty != 0.0
 
 
+def _real(lengths: torch.Tensor, width: int) -> torch.Tensor | None:
+    """(B, width) bool, False at each row's right padding; None when no row is padded."""
+    if bool((lengths == width).all()):
+        return None
+    return torch.arange(width, device=lengths.device)[None] < lengths[:, None]
+
+
 @torch.inference_mode()  # entered only while the generator runs: the consumer between yields is not affected
 def decode_steps(model: torch.nn.Module, batch: torch.Tensor, lengths: torch.Tensor, cfg: SamplingConfig, *,
                  generator: torch.Generator | None, cache, steps: int, pad_id: int = 0,
@@ -106,7 +113,9 @@ def decode_steps(model: torch.nn.Module, batch: torch.Tensor, lengths: torch.Ten
     rows = torch.arange(B, device=batch.device)
     counts = torch.zeros(B, model.cfg.vocab_size, device=batch.device) if _needs_counts(cfg) else None
     # The prefill's lm_head runs on each row's last position only: (B, D) @ (D, V), not (B, T, D) @ (D, V).
-    hidden = model(batch, cache=cache, return_logits=False, return_hidden=True).hidden  # (B, T, D)
+    # token_mask: MoE layers do not route the shorter prompts' padding (no capacity slot taken from real tokens)
+    hidden = model(batch, cache=cache, return_logits=False, return_hidden=True,
+                   token_mask=_real(lengths, batch.shape[1])).hidden  # (B, T, D)
     logits = model.lm_head(hidden[rows, lengths - 1])  # (B, V)
     if cache is not None and hasattr(cache, "trim"):  # static caches: drop the prompts' right padding
         cache.trim(cache.lengths - batch.shape[1] + lengths)
@@ -127,7 +136,7 @@ def decode_steps(model: torch.nn.Module, batch: torch.Tensor, lengths: torch.Ten
             grown[:, : batch.shape[1]] = batch
             grown[rows, lengths - 1] = nxt
             batch = grown
-            logits = model(batch).logits[rows, lengths - 1]
+            logits = model(batch, token_mask=_real(lengths, batch.shape[1])).logits[rows, lengths - 1]
 
 
 def _new_cache(model, B: int, longest: int, cfg: SamplingConfig, rolling: bool):

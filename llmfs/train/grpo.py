@@ -133,8 +133,8 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
     aggregate = AGGREGATIONS[g.aggregation]
     stats: dict[str, list[float]] = {}
 
-    def loss_fn(m, seqs, mask, adv, old_logp, ref_logp):
-        out = m(seqs)
+    def loss_fn(m, seqs, keep, mask, adv, old_logp, ref_logp):
+        out = m(seqs, token_mask=keep)  # padding is not routed by MoE layers
         logp = token_logprobs(out.logits, seqs, g.temperature)
         pl = clipped_policy_loss(logp, old_logp, adv, mask, clip_low=g.clip_low, clip_high=g.clip_high)
         per_token = pl.per_token
@@ -170,17 +170,19 @@ def run(recipe: GRPORecipe, *, resume: bool = False, force: bool = False, device
         if scorer.errors and not errors_before and main:
             metrics.message(f"a reward function raised (scored 0, counted as reward_errors): {scorer.first_error}")
         adv = group_advantages(rewards, g.group_size, scale=g.scale)[:, None] * ro.mask  # (N, L - 1)
+        keep = ro.keep  # (N, L) False at padding: the same routing for the old, reference and new log-probs
         old_logp = score_logprobs(model, ro.sequences, temperature=g.temperature, batch_size=g.minibatch_size,
-                                  autocast=rt.autocast)
+                                  autocast=rt.autocast, keep=keep)
         ref_logp = (score_logprobs(reference, ro.sequences, temperature=g.temperature, batch_size=g.minibatch_size,
-                                   autocast=rt.autocast) if reference is not None else old_logp)
+                                   autocast=rt.autocast, keep=keep) if reference is not None else old_logp)
         stats.clear()
         shuffle = torch.Generator().manual_seed(hash((recipe.run.seed, step, 2)) % 2**63)
         t1 = time.perf_counter()
-        last, finite, passes = minibatch_passes(trained, optimizer, (ro.sequences, ro.mask, adv, old_logp, ref_logp),
-                                        loss_fn, epochs=g.epochs, minibatch_size=g.minibatch_size,
-                                        generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip,
-                                        scaler=scaler)
+        last, finite, passes = minibatch_passes(trained, optimizer,
+                                                (ro.sequences, keep, ro.mask, adv, old_logp, ref_logp),
+                                                loss_fn, epochs=g.epochs, minibatch_size=g.minibatch_size,
+                                                generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip,
+                                                scaler=scaler)
         t_optimise = time.perf_counter() - t1
         n = len(prompts)
         seq_tokens = int((ro.sequences != pad).sum())  # prompt and reply tokens each update pass reads

@@ -173,22 +173,23 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         return raw, total
 
     @torch.no_grad()
-    def evaluate_rollout(sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate_rollout(sequences: torch.Tensor,
+                         keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(policy logprobs, reference logprobs, values) of a rollout, in minibatches, no gradients (the policy
-        is in eval mode throughout the stage: `load_policy`)."""
+        is in eval mode throughout the stage: `load_policy`); `keep`: the rollout's, padding is not routed."""
         lp, ref, val = [], [], []
         for k in range(0, sequences.shape[0], p.minibatch_size):
-            rows = sequences[k:k + p.minibatch_size]
+            rows, rows_keep = sequences[k:k + p.minibatch_size], keep[k:k + p.minibatch_size]
             with rt.autocast():
-                out, values = model(rows)
-                ref_logits = reference(rows).logits
+                out, values = model(rows, token_mask=rows_keep)
+                ref_logits = reference(rows, token_mask=rows_keep).logits
             lp.append(token_logprobs(out.logits, rows, p.temperature))
             ref.append(token_logprobs(ref_logits, rows, p.temperature))
             val.append(values[:, :-1])
         return torch.cat(lp), torch.cat(ref), torch.cat(val)
 
-    def loss_fn(m, seqs, mask, adv, returns, old_logp, old_values):
-        out, values = m(seqs)
+    def loss_fn(m, seqs, keep, mask, adv, returns, old_logp, old_values):
+        out, values = m(seqs, token_mask=keep)
         logp = token_logprobs(out.logits, seqs, p.temperature)
         pl = clipped_policy_loss(logp, old_logp, adv, mask, clip_low=p.clip)
         vf, vf_clip = clipped_value_loss(values[:, :-1], old_values, returns, mask, clip=p.value_clip)
@@ -208,7 +209,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
         gen = torch.Generator(rt.device).manual_seed(hash((recipe.run.seed, step, 1)) % 2**63)
         ro = sample(policy, tokenizer, prompts, sampling, end_id=end, pad_id=pad, generator=gen)
         raw, score_seq = scores(ro, records)
-        old_logp, ref_logp, old_values = evaluate_rollout(ro.sequences)
+        old_logp, ref_logp, old_values = evaluate_rollout(ro.sequences, ro.keep)
         mask = ro.mask
         kl = kl_estimate(old_logp, ref_logp) * mask  # (N, L - 1)
         rewards = -kl_ctl.beta * kl
@@ -228,9 +229,9 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
             return p.max_approx_kl > 0 and mean_kl > p.max_approx_kl
 
         last_result, finite, epochs = minibatch_passes(
-            trained, optimizer, (ro.sequences, mask, adv, returns, old_logp, old_values), loss_fn, epochs=p.epochs,
-            minibatch_size=p.minibatch_size, generator=shuffle, rt=rt, grad_clip=recipe.optim.grad_clip,
-            scaler=scaler, stop_after_epoch=too_far)
+            trained, optimizer, (ro.sequences, ro.keep, mask, adv, returns, old_logp, old_values), loss_fn,
+            epochs=p.epochs, minibatch_size=p.minibatch_size, generator=shuffle, rt=rt,
+            grad_clip=recipe.optim.grad_clip, scaler=scaler, stop_after_epoch=too_far)
         kl_per_reply = float(kl.sum(1).mean())
         beta = kl_ctl.beta
         kl_ctl.update(kl_per_reply, len(prompts))
@@ -254,7 +255,7 @@ def run(recipe: PPORecipe, *, resume: bool = False, force: bool = False, device:
             return {}
         gen = torch.Generator(rt.device).manual_seed(recipe.run.seed)
         ro = sample(policy, tokenizer, [q.prompt for q in held_out], sampling, end_id=end, pad_id=pad, generator=gen)
-        lp, ref, _ = evaluate_rollout(ro.sequences)
+        lp, ref, _ = evaluate_rollout(ro.sequences, ro.keep)
         result = {"eval_kl": float((KL_ESTIMATORS["k1"](lp, ref) * ro.mask).sum(1).mean()),
                   "eval_reply_tokens": float(ro.reply_lengths.mean())}
         table = [{"prompt": tokenizer.decode(q.prompt), "reply": text} for q, text in zip(held_out, ro.texts)]

@@ -43,3 +43,32 @@ def test_reward_critic_starts_as_the_reward_model_and_trains_apart_from_it():
     assert {"value_head.score.bias", "value_backbone.embed_tokens.weight"} <= set(state["value.safetensors"])
     with pytest.raises(ValueError, match="needs the reward model"):
         ActorCritic(policy(), "reward")
+
+
+@pytest.mark.parametrize("value_model", ["shared", "separate", "reward"])
+def test_padding_is_not_routed_by_moe_policy_or_critic(value_model):
+    """token_mask reaches the policy and the critic's backbone: with a capacity limit, a padded batch gives the
+    logits and values of its rows packed into one sequence (segment ids keep attention inside each row)."""
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, n_experts=4, top_k=2, capacity_factor=1.0)
+    rm = RewardModel(cfg, generator=torch.Generator().manual_seed(1)).eval()
+    ac = ActorCritic(Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval(), value_model,
+                     generator=torch.Generator().manual_seed(3), reward_model=rm).eval()
+    lengths = [5, 12, 7]
+    ids = torch.randint(0, 40, (3, 12), generator=torch.Generator().manual_seed(2))
+    keep = torch.arange(12)[None] < torch.tensor(lengths)[:, None]
+    packed = ids[keep][None]  # (1, 24): the rows' tokens in order
+    segments = torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)])[None]
+    with torch.no_grad():
+        out, values = ac(ids, token_mask=keep)
+        p_out = ac.policy(packed, segment_ids=segments, return_hidden=True)
+        hidden = p_out.hidden if ac.value_backbone is None else \
+            ac.value_backbone(packed, segment_ids=segments, return_hidden=True, return_logits=False).hidden
+        p_values = ac.value_head(hidden).float()
+        routed_out, routed = ac(ids)
+    torch.testing.assert_close(out.logits[keep], p_out.logits[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values[keep], p_values[0], atol=1e-5, rtol=1e-5)
+    # padding routed: other numbers, in the logits and (the critic's backbone, or the shared one) the values
+    assert (routed_out.logits[keep] - p_out.logits[0]).abs().max() > 1e-3
+    assert (routed[keep] - p_values[0]).abs().max() > 1e-4

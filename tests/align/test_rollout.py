@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from llmfs.align.rollout import layout, sample, score_logprobs, token_logprobs
+from llmfs.align.rollout import Rollout, layout, sample, score_logprobs, token_keep, token_logprobs
 from llmfs.infer.sampling import SamplingConfig
 from llmfs.model.config import ModelConfig
 from llmfs.model.transformer import Transformer
@@ -46,3 +46,38 @@ def test_sample_lays_out_replies_and_scores_them():
     # the same numbers as one full forward, at the reply positions
     full = token_logprobs(model(ro.sequences).logits, ro.sequences)
     assert torch.allclose(lp * ro.mask, full * ro.mask, atol=1e-5)
+
+
+def test_keep_marks_each_rows_tokens():
+    seqs, mask = layout([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], pad_id=0)
+    ro = Rollout(seqs, mask, [3, 1], [[5, 6], [7, 8, 9]], torch.tensor([False, False]), ["", ""])
+    assert ro.keep.tolist() == [[True] * 5, [True, True, True, True, False]]
+    assert token_keep([0, 2], 3).tolist() == [[False, False, False], [True, True, False]]
+
+
+def test_moe_scoring_does_not_route_the_padding():
+    """With a capacity limit, padding that is routed takes expert slots from the next rows' tokens. With the
+    rollout's `keep`, a padded batch scores exactly like its rows packed into one sequence (the same tokens in
+    the same order, attention kept inside each row by segment ids); without it, it does not."""
+    cfg = ModelConfig(vocab_size=TOK.vocab_size, max_seq_len=64, d_model=32, n_layers=2, n_heads=4, n_experts=4,
+                      top_k=2, capacity_factor=1.0)
+    model = Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(0, 256, (n,), generator=g).tolist() for n in (3, 9, 4)]
+    replies = [torch.randint(0, 256, (n,), generator=g).tolist() for n in (2, 6, 1)]
+    seqs, mask = layout(prompts, replies, pad_id=0)
+    keep = token_keep([len(p) + len(r) for p, r in zip(prompts, replies)], seqs.shape[1])
+    packed = torch.cat([seqs[i][keep[i]] for i in range(3)])[None]  # (1, sum of lengths)
+    segments = torch.cat([torch.full((int(keep[i].sum()),), i) for i in range(3)])[None]
+    with torch.no_grad():
+        logits = model(packed, segment_ids=segments).logits[0]
+    want = torch.zeros_like(mask)
+    start = 0
+    for i in range(3):
+        n = int(keep[i].sum())
+        want[i, :n - 1] = token_logprobs(logits[None, start:start + n], seqs[i:i + 1, :n])[0]
+        start += n
+    got = score_logprobs(model, seqs, temperature=1.0, batch_size=3, keep=keep)
+    torch.testing.assert_close(got * mask, want * mask, atol=1e-5, rtol=1e-5)
+    routed = score_logprobs(model, seqs, temperature=1.0, batch_size=3)  # pads take capacity: other numbers
+    assert not torch.allclose(routed * mask, want * mask, atol=1e-3)

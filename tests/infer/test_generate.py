@@ -148,3 +148,35 @@ def test_context_errors():
         generate(rope, [[1, 2]], GREEDY, rolling=True, use_cache=False)
     assert len(generate(learned, [[1] * 9], GREEDY)[0]) == 8  # 9 + 8 - 1 = 16 positions: fits exactly
     assert len(generate(rope, [[1] * 16], SamplingConfig(temperature=0, max_new_tokens=20))[0]) == 20
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_moe_prefill_does_not_route_the_shorter_prompts_padding(monkeypatch, use_cache):
+    """With a capacity limit, routed padding takes expert slots from the next prompts' tokens. The first logits
+    of a padded batch equal those of its prompts packed into one sequence (segment ids), cached or not."""
+    from llmfs.infer import generate as gen
+    from llmfs.model.config import ModelConfig
+
+    cfg = ModelConfig(vocab_size=64, max_seq_len=32, d_model=32, n_layers=2, n_heads=4, n_experts=4, top_k=2,
+                      capacity_factor=1.0)
+    model = Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval()
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(0, 64, (n,), generator=g).tolist() for n in (3, 11, 5)]
+    seen = []
+    real = gen.sample_next
+    monkeypatch.setattr(gen, "sample_next", lambda logits, *a: seen.append(logits.clone()) or real(logits, *a))
+    out = complete(model, prompts, SamplingConfig(temperature=0, max_new_tokens=2), use_cache=use_cache)
+    packed = torch.tensor([sum(prompts, [])])
+    segments = torch.tensor([[i for i, p in enumerate(prompts) for _ in p]])
+    with torch.no_grad():
+        logits = model(packed, segment_ids=segments).logits[0]
+    last = torch.tensor([len(p) for p in prompts]).cumsum(0) - 1
+    torch.testing.assert_close(seen[0], logits[last], atol=1e-5, rtol=1e-5)
+    if not use_cache:  # the teaching path re-runs the grown, still right-padded batch: the same holds there
+        grown = [p + c.ids[:1] for p, c in zip(prompts, out)]
+        packed = torch.tensor([sum(grown, [])])
+        segments = torch.tensor([[i for i, p in enumerate(grown) for _ in p]])
+        with torch.no_grad():
+            logits = model(packed, segment_ids=segments).logits[0]
+        last = torch.tensor([len(p) for p in grown]).cumsum(0) - 1
+        torch.testing.assert_close(seen[1], logits[last], atol=1e-5, rtol=1e-5)

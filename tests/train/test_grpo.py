@@ -208,3 +208,31 @@ def test_bad_recipes_are_refused_before_any_rollout(tmp_path, base, capsys):
     assert "grpo.scale: 'group' divides by the spread of each prompt's group, and group_size = 1 has none" in \
         capsys.readouterr().err
     assert r.grpo.group_size == 8
+
+
+def record_forwards(monkeypatch) -> list[torch.Tensor | None]:
+    """Patch Transformer.forward to record the token_mask of every forward without a KV cache (the rollout
+    scoring and the updates; sampling runs with a cache)."""
+    from llmfs.model.transformer import Transformer
+
+    masks = []
+    forward = Transformer.forward
+
+    def spy(self, input_ids, **kw):
+        if kw.get("cache") is None:
+            masks.append(kw.get("token_mask"))
+        return forward(self, input_ids, **kw)
+
+    monkeypatch.setattr(Transformer, "forward", spy)
+    return masks
+
+
+def test_rollout_padding_reaches_every_scoring_and_update_forward(tmp_path, base, monkeypatch):
+    """The old, reference and updated log-probs all come from forwards told where the rollout's padding is
+    (`Rollout.keep`), so an MoE policy routes none of it (tests/align/test_rollout.py) and all three agree."""
+    masks = record_forwards(monkeypatch)
+    run(recipe(tmp_path, base, "grpo.kl_coef=0.05", "train.max_steps=1", "train.save_every=0"), quiet=True)
+    # old + reference log-probs (4 x 8 rows in minibatches of 8: 4 forwards each) and 2 epochs x 4 updates
+    assert len(masks) == 4 + 4 + 8
+    assert all(m is not None for m in masks)
+    assert any(not bool(m.all()) for m in masks)  # replies of different lengths: some rows are padded

@@ -230,3 +230,19 @@ def test_a_reward_model_with_another_tokenizer_is_refused(tmp_path, base, capsys
     p.write_text(f'reward_model = "{rm}"\n' + p.read_text())
     assert main(["ppo", str(p)]) == 2
     assert "its tokenizer differs from the policy's" in capsys.readouterr().err
+
+
+def test_rollout_padding_reaches_every_scoring_and_update_forward(tmp_path, base, monkeypatch):
+    """Policy, critic (a separate backbone here) and reference are all told where the rollout's padding is
+    (`Rollout.keep`) when scoring it, when updating on it and when evaluating: MoE layers route none of it."""
+    from .test_grpo import record_forwards
+
+    masks = record_forwards(monkeypatch)
+    run(recipe(tmp_path, base, 'ppo.value_model="separate"', "ppo.epochs=1", "train.max_steps=1",
+               "train.save_every=0", "train.eval_every=1"), quiet=True)
+    # 16 rows in minibatches of 8: scoring (policy, critic, reference) 2 x 3 forwards, one epoch of 2 updates
+    # (policy and critic), and two evaluations (before the first step and after it) of the 4 held-out rows:
+    # policy, critic, reference each
+    assert len(masks) == 6 + 4 + 2 * 3
+    assert all(m is not None for m in masks)
+    assert any(not bool(m.all()) for m in masks)
