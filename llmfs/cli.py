@@ -288,7 +288,9 @@ def chat(
     max_new_tokens: int = typer.Option(256, help="Longest reply in tokens."),
     seed: int = typer.Option(0, help="Sampling seed: the same seed and messages give the same replies."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA graphs on CUDA); "
-                                                         "the first reply pays the compilation."),
+                                                         "the first reply pays the compilation, and again "
+                                                         "each time the conversation outgrows the cache "
+                                                         "(64, 128, 256, ... slots)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, mps, cuda, cuda:N [default: auto]."),
 ) -> None:
     """Talk to a chat model: streamed replies, /reset /system /set /save /quit; reads piped stdin line by line."""

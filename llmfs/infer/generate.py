@@ -163,7 +163,7 @@ def stream(model: torch.nn.Module, prompt_ids: Sequence[int], cfg: SamplingConfi
         check_fits(model.cfg, len(prompt_ids), steps, rolling=rolling, use_cache=use_cache,
                    compiled=decoder is not None and use_cache and not rolling)
         if decoder is not None and use_cache and not rolling:
-            cache, step_fn = decoder.session(1)
+            cache, step_fn = decoder.session(1, len(prompt_ids) + steps - 1)
         else:
             cache = _new_cache(model, 1, len(prompt_ids), cfg, rolling) if use_cache else None
     elif isinstance(cache, StaticKVCache):
@@ -226,7 +226,7 @@ def complete(model: torch.nn.Module, prompts: Sequence[Sequence[int]], cfg: Samp
     try:
         step_fn = None
         if decoder is not None and use_cache and not rolling:
-            cache, step_fn = decoder.session(B)
+            cache, step_fn = decoder.session(B, longest + cfg.max_new_tokens - 1)
         else:
             cache = _new_cache(model, B, longest, cfg, rolling) if use_cache else None
         for nxt in decode_steps(model, batch, lengths, cfg, generator=generator, cache=cache,

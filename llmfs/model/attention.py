@@ -78,12 +78,19 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, enable_gqa=gqa)
 
 
+@torch.compiler.assume_constant_result
+def _matmul_precision_is_medium() -> bool:
+    # Why a decorated helper: torch 2.13's dynamo breaks the graph on `torch.get_float32_matmul_precision()` (a
+    # torch function returning a str), which cost a break per layer in every compiled CPU model (the compiled
+    # decode step, train.compile); as an assumed-constant result it is read at trace time (and a change of the
+    # setting is still seen: tests/model/test_attention.py). Not the mkldnn flag: dynamo breaks on that too.
+    return torch.get_float32_matmul_precision() == "medium"
+
+
 def cpu_matmuls_in_bf16(x: torch.Tensor) -> bool:
     """True when fp32 matmuls on x may run with bf16 inputs: a CPU fp32 tensor under `torch.set_float32_matmul_
     precision("medium")` (`run.matmul_precision`; oneDNN's "bf32" mode, which only CPUs with bf16 units act on)."""
-    # torch.get_float32_matmul_precision, not the mkldnn flag: dynamo traces the former (and recompiles when it
-    # changes) but breaks the graph on the latter, which cost a break per layer in every compiled CPU model
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_float32_matmul_precision() == "medium"
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _matmul_precision_is_medium()
 
 
 @contextlib.contextmanager

@@ -86,3 +86,60 @@ def test_cuda_graph_step_generates_what_eager_generates_on_cuda(name):
     assert generate(m, PROMPTS, GREEDY, decoder=decoder) == generate(m, PROMPTS, GREEDY)
     other = [[3, 1, 4, 1, 5, 9], [2, 6], [5, 3, 5, 8, 9, 7, 9, 3]]  # the same graphs replayed with new lengths
     assert generate(m, other, GREEDY, decoder=decoder) == generate(m, other, GREEDY)
+
+
+def test_cache_slots_round_the_need_up_to_a_power_of_two():
+    from llmfs.infer.compiled_decode import MIN_SLOTS, cache_slots
+
+    assert MIN_SLOTS == 64
+    assert [cache_slots(n, 1024) for n in (1, 64, 65, 96, 128, 129, 1000, 1024)] == \
+        [64, 64, 128, 128, 128, 256, 1024, 1024]
+    assert cache_slots(100, 80) == 80 and cache_slots(10, 32) == 32  # never past max_seq_len
+
+
+def test_the_static_cache_is_sized_to_the_call():
+    """A short generation attends over 64 slots, a longer one over 128, not max_seq_len's 256; each size
+    compiles once, and the outputs are eager generation's."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    from llmfs.model.transformer import Transformer
+
+    cfg = dataclasses.replace(make(CONFIGS["window_sinks"]).cfg, max_seq_len=256)
+    m = use_decode_linears(Transformer(cfg, generator=torch.Generator().manual_seed(0)).eval())
+    decoder = CompiledDecoder(m)
+    counters.clear()
+    short = SamplingConfig(temperature=0, max_new_tokens=6)
+    assert generate(m, PROMPTS, short, decoder=decoder) == generate(m, PROMPTS, short)
+    graphs = counters["stats"]["unique_graphs"]
+    long_prompt = [list(range(1, 17)) * 5]  # 80 tokens + 6 new: 85 slots -> 128
+    assert generate(m, long_prompt, short, decoder=decoder) == generate(m, long_prompt, short)
+    assert sorted(decoder._sessions) == [(1, 128), (len(PROMPTS), 64)]
+    assert all(c.size == key[1] and c.k[0].shape[2] == key[1] for key, (c, _) in decoder._sessions.items())
+    more = counters["stats"]["unique_graphs"]
+    assert more > graphs
+    assert generate(m, PROMPTS, short, decoder=decoder) == generate(m, PROMPTS, short)  # a known size again
+    assert counters["stats"]["unique_graphs"] == more
+
+
+def test_sessions_past_dynamos_recompile_limit_still_compile():
+    """Every session compiles the same `step` code; dynamo allows 8 compilations per code object and then runs
+    new ones eagerly, silently. The first call of each session lifts the limit."""
+    from torch._dynamo.utils import counters
+
+    from llmfs.infer.compiled_decode import _first_call_unlimited
+
+    def session(scale: float, wrap: bool):
+        def step(x: torch.Tensor) -> torch.Tensor:
+            return x * scale + 1
+
+        compiled = torch.compile(step, backend="eager", dynamic=False)
+        return _first_call_unlimited(compiled) if wrap else compiled
+
+    for wrap, want in ((False, 8), (True, 12)):
+        torch._dynamo.reset()
+        counters.clear()
+        for i in range(12):
+            assert session(float(i), wrap)(torch.ones(2)).tolist() == [i + 1.0] * 2
+        assert counters["stats"]["unique_graphs"] == want

@@ -235,7 +235,25 @@ def test_compiled_sdpa_stays_exact_under_bf16_matmuls():
 
 
 def test_compiled_sdpa_has_no_graph_break_in_exact_mode():
-    """Checking the matmul mode must not break a compiled graph (it once did, in every layer, on CPU)."""
+    """Checking the matmul mode must not break a compiled graph (it did, in every layer, on CPU: twice, through
+    the mkldnn flag and then through torch.get_float32_matmul_precision). Ops on both sides of the attention, as
+    in a model: a break at the very start of a function would not show in its graph count."""
     q, k, v = qkv()
-    explained = torch._dynamo.explain(lambda q, k, v: sdpa_attention(q, k, v, None, 0.0))(q, k, v)
+    explained = torch._dynamo.explain(lambda q, k, v: sdpa_attention(q * 2, k, v, None, 0.0) + 1)(q, k, v)
     assert explained.graph_count == 1 and explained.graph_break_count == 0
+
+
+def test_a_compiled_model_sees_a_change_of_the_matmul_precision():
+    """The precision check is read at trace time; a precision set afterwards still takes effect."""
+    from llmfs.model.attention import cpu_matmuls_in_bf16
+
+    torch._dynamo.reset()
+    f = torch.compile(lambda x: x * (2.0 if cpu_matmuls_in_bf16(x) else 3.0), backend="eager")
+    x = torch.ones(3)
+    try:
+        assert f(x).tolist() == [3.0] * 3
+        torch.set_float32_matmul_precision("medium")
+        assert f(x).tolist() == [2.0] * 3
+    finally:
+        torch.set_float32_matmul_precision("highest")
+        torch._dynamo.reset()
