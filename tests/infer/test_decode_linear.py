@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmfs.infer.decode_linear import MAX_ROWS, RowBlockLinear, row_block_product, use_decode_linears
+from llmfs.infer.decode_linear import (MAX_ROWS, RowBlockLinear, row_block_product, transposed_rows,
+                                       use_decode_linears)
 from llmfs.infer.generate import generate
 from llmfs.infer.sampling import SamplingConfig
 from tests.model.test_kv_cache import CONFIGS, make
@@ -84,3 +85,17 @@ def test_what_is_left_alone():
     use_decode_linears(other, blocks=2)
     assert type(other.layers[0].self_attn.q_proj) is nn.Linear  # a non-contiguous weight has no row-block views
     assert isinstance(other.layers[0].self_attn.k_proj, RowBlockLinear)
+
+
+def test_transposed_rows_have_the_fast_strides_whatever_a_size_one_dim_carries():
+    """(blocks, in, N) with strides (0, 1, in): also from a (1, in) row whose strides are (1, 1) (inductor's
+    layout for GPT-2's GELU output), where `rows.t().expand` gave (0, 1, 1) and the slow product."""
+    x = torch.randn(1, 6)
+    odd = x.as_strided((1, 6), (1, 1))
+    assert torch.equal(odd, x) and odd.stride() == (1, 1)
+    for rows in (x, odd, torch.randn(3, 6)):
+        t = transposed_rows(rows, 2)
+        assert t.shape == (2, 6, rows.shape[0]) and t.stride() == (0, 1, 6)
+        assert torch.equal(t[1], rows.t())
+    cols = torch.randn(6, 3).t()  # (3, 6), not row-major: the expand path, same values
+    assert torch.equal(transposed_rows(cols, 2)[0], cols.t())
