@@ -166,17 +166,15 @@ def test_moe_prefill_does_not_route_the_shorter_prompts_padding(monkeypatch, use
     real = gen.sample_next
     monkeypatch.setattr(gen, "sample_next", lambda logits, *a: seen.append(logits.clone()) or real(logits, *a))
     out = complete(model, prompts, SamplingConfig(temperature=0, max_new_tokens=2), use_cache=use_cache)
-    packed = torch.tensor([sum(prompts, [])])
-    segments = torch.tensor([[i for i, p in enumerate(prompts) for _ in p]])
-    with torch.no_grad():
-        logits = model(packed, segment_ids=segments).logits[0]
-    last = torch.tensor([len(p) for p in prompts]).cumsum(0) - 1
-    torch.testing.assert_close(seen[0], logits[last], atol=1e-5, rtol=1e-5)
-    if not use_cache:  # the teaching path re-runs the grown, still right-padded batch: the same holds there
-        grown = [p + c.ids[:1] for p, c in zip(prompts, out)]
-        packed = torch.tensor([sum(grown, [])])
-        segments = torch.tensor([[i for i, p in enumerate(grown) for _ in p]])
+
+    def packed_last_logits(rows):  # (rows, V): each row's last logits, the rows packed into one sequence
+        packed = torch.tensor([sum(rows, [])])
+        segments = torch.tensor([[i for i, p in enumerate(rows) for _ in p]])
         with torch.no_grad():
             logits = model(packed, segment_ids=segments).logits[0]
-        last = torch.tensor([len(p) for p in grown]).cumsum(0) - 1
-        torch.testing.assert_close(seen[1], logits[last], atol=1e-5, rtol=1e-5)
+        return logits[torch.tensor([len(p) for p in rows]).cumsum(0) - 1]
+
+    torch.testing.assert_close(seen[0], packed_last_logits(prompts), atol=1e-5, rtol=1e-5)
+    if not use_cache:  # the teaching path re-runs the grown, still right-padded batch: the same holds there
+        grown = [p + c.ids[:1] for p, c in zip(prompts, out)]
+        torch.testing.assert_close(seen[1], packed_last_logits(grown), atol=1e-5, rtol=1e-5)
