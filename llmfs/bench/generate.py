@@ -148,10 +148,19 @@ def kv_bytes_per_step(cfg, batch: int, prompt_len: int, new_tokens: int, *, slot
                       element_bytes: int = 4) -> float:
     """Bytes of KV cache a decode step reads, averaged over the N - 1 decode steps of one call: step j (1..N-1)
     attends over prompt_len + j slots (keys and values, every layer, every row), so the mean is prompt_len + N / 2;
-    a cache that always attends over a fixed number of `slots` (the compiled step's static cache: max_seq_len)
-    reads that many. A sliding window's mask hides slots but the kernels still read the slice they are given."""
+    a cache that always attends over a fixed number of `slots` (the compiled step's static cache,
+    `engine_slots`) reads that many. A sliding window's mask hides slots but the kernels still read the slice they
+    are given."""
     mean_slots = slots if slots is not None else prompt_len + new_tokens / 2
     return 2 * cfg.n_layers * cfg.kv_heads * cfg.head_dim * mean_slots * element_bytes * batch
+
+
+def engine_slots(engine: str, cfg, prompt_len: int, new_tokens: int) -> int | None:
+    """The fixed number of cache slots an engine's decode step attends over: the compiled step's static cache
+    (sized to the call, `compiled_decode.cache_slots`); None for the growing caches of llmfs and transformers."""
+    from llmfs.infer.compiled_decode import cache_slots
+
+    return cache_slots(prompt_len + new_tokens - 1, cfg.max_seq_len) if engine == "llmfs compiled" else None
 
 
 def _median(values: list[float]) -> float:
@@ -234,7 +243,8 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
     every row's KV cache, `kv_bytes_per_step`) times decode steps per second, to set against the floor's
     bandwidth. Weights stay fp32 on every device (the floor counts 4 bytes per weight). `compile` adds the engine
     "llmfs compiled" (the compiled decode step of llmfs/infer/compiled_decode.py; its compilation happens in the
-    warm-up call). `bandwidth_rows`: rows of the floor's matrix (default: `MatvecProbe`'s; tests pass a small
+    warm-up call; its t(1) and t(N) calls may run on caches of different sizes, e.g. 64 and 128 slots, and the
+    prefill attends over all of them, so its decode rate errs low by the difference). `bandwidth_rows`: rows of the floor's matrix (default: `MatvecProbe`'s; tests pass a small
     one)."""
     from llmfs.infer.compiled_decode import CompiledDecoder
     from llmfs.infer.decode_linear import use_decode_linears
@@ -291,8 +301,8 @@ def run(sizes=("small", "gpt2"), *, batches=(1, 8), repeats: int = 3, new_tokens
                            "same_tokens": outs[(e, k)] == outs[("llmfs", n)] if k == n else
                            all(a == b[:k] for a, b in zip(outs[(e, k)], outs[("llmfs", n)]))}
                     if e != "llmfs no-cache":  # the uncached path re-runs the sequence: no cache to read
-                        slots = model.cfg.max_seq_len if e == "llmfs compiled" else None
-                        read = weight_bytes + kv_bytes_per_step(model.cfg, B, size.prompt_len, k, slots=slots)
+                        read = weight_bytes + kv_bytes_per_step(model.cfg, B, size.prompt_len, k,
+                                                                slots=engine_slots(e, model.cfg, size.prompt_len, k))
                         row["read_gb_s"] = row["decode_tok_s"] / B * read / 1e9
                     if e in paired:
                         row["bandwidth_util_paired"] = paired[e]

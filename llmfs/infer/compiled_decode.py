@@ -110,6 +110,9 @@ class CompiledDecoder:
         return cache, compiled
 
 
+_LIMIT = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"  # < 2.7
+
+
 def _first_call_unlimited(compiled: Callable) -> Callable:
     """`compiled`, with its first call (the compilation) allowed past dynamo's recompile limit (8 per code object:
     every session compiles the same `step` code, one per batch size and cache size, and past the limit dynamo
@@ -120,7 +123,7 @@ def _first_call_unlimited(compiled: Callable) -> Callable:
         nonlocal compiled_once
         if compiled_once:
             return compiled(ids)
-        with torch._dynamo.config.patch(recompile_limit=256):
+        with torch._dynamo.config.patch(**{_LIMIT: 256}):
             out = compiled(ids)
         compiled_once = True
         return out

@@ -57,25 +57,31 @@ class RowBlockLinear(nn.Module):
     The row blocks of W (and of the bias, for `baddbmm`, which adds it inside the product) are views made once
     here, not per call: a decode step at GPT-2 size calls 73 of these, and a call's fixed cost (views, a separate
     bias add, the module call) was 21 us against 11 us for the product alone (measured 2026-12-06). Views share
-    the Parameters' storage, so an in-place update of the weights is seen; a *replaced* tensor (`.data = ...`)
-    would not be: nothing that generates does that."""
+    the Parameters' storage, so an in-place update of the weights is seen; when a weight is replaced (`.to()`,
+    `load_state_dict(assign=True)`, `.data = ...`) the views are made again on the next call."""
 
     def __init__(self, linear: nn.Linear, blocks: int):
         super().__init__()
         self.weight = linear.weight  # (out, in), row-major: each block is a contiguous (out / blocks, in) view
         self.bias = linear.bias
         self.blocks = blocks
-        d_out, d_in = self.weight.shape
-        self.main = d_out - d_out % blocks  # rows in whole blocks; the rest go through F.linear
-        self._w_blocks = self.weight.detach()[: self.main].view(blocks, self.main // blocks, d_in)  # (k, out/k, in)
-        self._b_blocks = (None if self.bias is None else
-                          self.bias.detach()[: self.main].view(blocks, self.main // blocks, 1))  # (k, out/k, 1)
+        self.main = self.weight.shape[0] - self.weight.shape[0] % blocks  # rows in whole blocks; the rest: F.linear
+        self._views()
+
+    def _views(self) -> None:
+        d_in = self.weight.shape[1]
+        self._w_blocks = self.weight.detach()[: self.main].view(self.blocks, self.main // self.blocks, d_in)
+        self._b_blocks = (None if self.bias is None else  # (k, out/k, in) and (k, out/k, 1)
+                          self.bias.detach()[: self.main].view(self.blocks, self.main // self.blocks, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])  # (N, in)
         n = rows.shape[0]
         if n > MAX_ROWS or torch.is_grad_enabled():  # a prefill, or anything that needs a gradient: F.linear
             return F.linear(x, self.weight, self.bias)
+        if self._w_blocks.data_ptr() != self.weight.data_ptr() or (  # a Parameter was replaced (.to, assign=True)
+                self.bias is not None and self._b_blocks.data_ptr() != self.bias.data_ptr()):
+            self._views()
         x_t = transposed_rows(rows, self.blocks)  # (k, in, N), x^T's strides (module docstring)
         if self._b_blocks is None:
             y = torch.bmm(self._w_blocks, x_t)  # (k, out/k, N)

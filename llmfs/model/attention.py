@@ -82,8 +82,11 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
 def _matmul_precision_is_medium() -> bool:
     # Why a decorated helper: torch 2.13's dynamo breaks the graph on `torch.get_float32_matmul_precision()` (a
     # torch function returning a str), which cost a break per layer in every compiled CPU model (the compiled
-    # decode step, train.compile); as an assumed-constant result it is read at trace time (and a change of the
-    # setting is still seen: tests/model/test_attention.py). Not the mkldnn flag: dynamo breaks on that too.
+    # decode step, train.compile). As an assumed-constant result it is read once, when the graph is traced: a
+    # graph traced under "high" keeps exact matmuls if the precision later becomes "medium" (and the reverse);
+    # only a change from or to "highest" retraces (dynamo guards the TF32 flag that setting changes). llmfs sets
+    # the precision once, at a stage's start (runtime.py), before anything is compiled. Not the mkldnn flag:
+    # dynamo breaks on that too.
     return torch.get_float32_matmul_precision() == "medium"
 
 

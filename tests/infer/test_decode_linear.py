@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmfs.infer import decode_linear as dl
 from llmfs.infer.decode_linear import (MAX_ROWS, RowBlockLinear, row_block_product, transposed_rows,
                                        use_decode_linears)
 from llmfs.infer.generate import generate
@@ -29,7 +30,7 @@ def test_row_block_product_equals_f_linear(n, d_out, blocks):
 
 
 @pytest.mark.parametrize("n", [1, 6])
-def test_module_keeps_the_parameters_and_adds_the_bias(n):
+def test_module_keeps_the_parameters_and_adds_the_bias(n, monkeypatch):
     lin = nn.Linear(6, 10, bias=True)  # 10 rows in 3 blocks: 9 in the blocks, 1 through F.linear, both biased
     m = RowBlockLinear(lin, 3)
     assert m.weight is lin.weight and m.bias is lin.bias
@@ -44,10 +45,19 @@ def test_module_keeps_the_parameters_and_adds_the_bias(n):
         lin.bias.add_(1.0)
     with torch.inference_mode():
         torch.testing.assert_close(m(x), lin(x), atol=1e-6, rtol=1e-6)
-        blocks = m._w_blocks
-        m._w_blocks = torch.zeros_like(blocks)  # the decode path reads the blocks: rows 0-8 become the bias
-        assert torch.equal(m(x)[..., :9], lin.bias[:9].expand(*x.shape[:-1], 9))
-        m._w_blocks = blocks
+        calls = []
+        monkeypatch.setattr(dl, "transposed_rows", lambda *a: calls.append(1) or transposed_rows(*a))
+        m(x)
+        assert calls  # the decode path: the row-block product, not F.linear
+    # replaced Parameters (load_state_dict(assign=True), .to(dtype)): the views are made again
+    w2, b2 = torch.randn(10, 6), torch.randn(10)
+    m.load_state_dict({"weight": w2, "bias": b2}, assign=True)
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x), F.linear(x, w2, b2), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(m.double()(x.double()), F.linear(x.double(), w2.double(), b2.double()))
+    m.float()
+    lin = nn.Linear(6, 10)
+    lin.weight, lin.bias = m.weight, m.bias
     y = m(x)  # with gradients on (nothing that generates does this): F.linear, so gradients reach the Parameters
     assert torch.equal(y, lin(x))
     y.sum().backward()

@@ -244,7 +244,8 @@ def test_compiled_sdpa_has_no_graph_break_in_exact_mode():
 
 
 def test_a_compiled_model_sees_a_change_of_the_matmul_precision():
-    """The precision check is read at trace time; a precision set afterwards still takes effect."""
+    """The precision check is read at trace time; leaving "highest" afterwards retraces (dynamo guards the TF32
+    flag; between "high" and "medium" the traced value stays: attention.py says why that is enough)."""
     from llmfs.model.attention import cpu_matmuls_in_bf16
 
     torch._dynamo.reset()

@@ -229,7 +229,8 @@ def record_forwards(monkeypatch) -> list[torch.Tensor | None]:
 
 def test_rollout_padding_reaches_every_scoring_and_update_forward(tmp_path, base, monkeypatch):
     """The old, reference and updated log-probs all come from forwards told where the rollout's padding is
-    (`Rollout.keep`), so an MoE policy routes none of it (tests/align/test_rollout.py) and all three agree."""
+    (`Rollout.keep`), so an MoE policy routes none of it in any of them (what the mask does to an MoE forward:
+    tests/align/test_rollout.py)."""
     masks = record_forwards(monkeypatch)
     run(recipe(tmp_path, base, "grpo.kl_coef=0.05", "train.max_steps=1", "train.save_every=0"), quiet=True)
     # old + reference log-probs (4 x 8 rows in minibatches of 8: 4 forwards each) and 2 epochs x 4 updates
